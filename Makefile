@@ -1,0 +1,52 @@
+# Two commands do everything on a fresh Debian machine: `make pdf` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt 2>/dev/null | cut -c1-12)
+TEX_PACKAGES := latexmk texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
+                texlive-pictures lmodern biber texlive-bibtex-extra poppler-utils
+
+.PHONY: pdf fast test check bench lint setup tex clean distclean
+
+pdf: setup
+	@$(PY) build.py $(ARGS)
+
+fast: setup
+	@$(PY) build.py --fast $(ARGS)
+
+test: setup
+	$(PY) -m pytest -q $(ARGS)
+
+check: setup
+	@$(PY) build.py check
+
+bench: setup
+	$(PY) tools/bench.py
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+setup: $(STAMP) tex
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@rm -f $(VENV)/.installed-* && touch $@
+
+# TeX Live from Debian's packages, only when latexmk or biber is missing.
+tex:
+	@command -v latexmk >/dev/null && command -v biber >/dev/null && command -v pdftoppm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEX_PACKAGES); \
+	  else \
+	    echo "TeX Live is missing. Install it with:"; \
+	    echo "  sudo apt-get install -y --no-install-recommends $(TEX_PACKAGES)"; exit 1; \
+	  fi; }
+
+# Keeps cached experiment results (build/cache); removes every other build output.
+clean:
+	@find build -mindepth 1 -maxdepth 1 ! -name cache -exec rm -rf {} + 2>/dev/null || true
+	@rm -rf build/cache/figures build/cache/latex.key figures report.pdf
+
+distclean:
+	rm -rf build figures report.pdf $(VENV)

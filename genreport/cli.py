@@ -1,0 +1,123 @@
+"""Command line: parse options, take the build lock, run the stages in order, print a summary."""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from genreport import config as config_module
+from genreport import paths
+from genreport.errors import BuildError
+
+STAGES = ("experiments", "figures", "latex", "check")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="build.py",
+        description="Run the experiments, draw the figures, typeset report.pdf and check it. "
+                    "Each stage reuses its previous output when nothing it depends on has changed.",
+        epilog="examples:\n  python build.py              # everything, default profile\n"
+               "  python build.py --fast       # reduced budgets (tests), about a minute\n"
+               "  python build.py --force gan  # retrain one experiment\n"
+               "  python build.py check report.pdf",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", nargs="?", default="all", choices=("all", *STAGES),
+                        help="run the stages up to and including this one (default: all); `check` only checks")
+    parser.add_argument("pdf", nargs="?", type=Path, default=paths.REPORT_PDF, help="PDF to check (stage `check` only)")
+    parser.add_argument("--fast", action="store_true", help="reduced-budget profile for tests and quick drafts")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where experiments run (default: auto)")
+    parser.add_argument("--force", nargs="?", const="all", metavar="STAGE|EXPERIMENT",
+                        help="recompute on purpose: all stages, one stage, or one experiment (gan, vae, scaling, diffusion)")
+    parser.add_argument("--config", type=Path, default=paths.CONFIG_FILE, help="configuration file (default: report.toml)")
+    return parser.parse_args(argv)
+
+
+@contextmanager
+def build_lock():
+    """One build at a time per checkout: a second one waits, and says so."""
+    paths.BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    with open(paths.BUILD_DIR / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("another build is running in this checkout; waiting for it to finish ...", file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.stage == "check":
+        from genreport import check
+
+        return check.main(args.pdf)
+
+    from genreport.experiments import EXPERIMENTS
+
+    cfg = config_module.load(args.config)
+    profile = "fast" if args.fast else "default"
+    force = args.force or ""
+    summary: list[tuple[str, str, float]] = []
+    last = STAGES.index(args.stage) if args.stage != "all" else len(STAGES) - 1
+
+    with build_lock():
+        from genreport import experiments
+
+        forced = set(EXPERIMENTS) if force in ("all", "experiments") else {force} & set(EXPERIMENTS)
+        outcomes = experiments.run_all(cfg, profile, args.device, forced)
+        for outcome in outcomes:
+            summary.append((f"experiment {outcome.name}", "reused" if outcome.reused else "ran", outcome.seconds))
+        if last >= 1:
+            from genreport import figures
+
+            drawn = figures.draw_all(force=force in ("all", "figures"))
+            redrawn = [name for name, reused, _ in drawn if not reused]
+            summary.append((f"figures ({len(drawn)})", f"redrew {len(redrawn)}" if redrawn else "reused", sum(s for *_, s in drawn)))
+        pages = None
+        if last >= 2:
+            from genreport import document
+
+            outcome = document.build(cfg, force=force in ("all", "latex"))
+            pages = outcome.pages
+            summary.append(("latex", "reused" if outcome.reused else "ran", outcome.seconds))
+    print_summary(summary, pages)
+    if last >= 3:
+        from genreport import check
+
+        return check.main(paths.REPORT_PDF, quiet=True)
+    return 0
+
+
+def print_summary(summary: list[tuple[str, str, float]], pages: int | None) -> None:
+    width = max(len(name) for name, *_ in summary)
+    print("\nstage".ljust(width + 2) + "  status       seconds")
+    for name, status, seconds in summary:
+        print(f"{name.ljust(width)}  {status.ljust(11)}  {seconds:7.1f}")
+    if paths.REPORT_PDF.exists():
+        if pages is None:
+            manifest = paths.TEX_DIR / "manifest.json"
+            pages = json.loads(manifest.read_text()).get("pages") if manifest.exists() else "?"
+        print(f"\noutput: {paths.REPORT_PDF.relative_to(paths.ROOT)} ({pages} pages)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    start = time.perf_counter()
+    try:
+        status = run(args)
+    except BuildError as error:
+        print(f"\nbuild failed: {error}", file=sys.stderr)
+        if paths.REPORT_PDF.exists():
+            print(f"(the last good {paths.REPORT_PDF.name} is unchanged)", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted; completed results are cached and will be reused", file=sys.stderr)
+        return 130
+    if args.stage != "check":
+        print(f"total {time.perf_counter() - start:.1f} s")
+    return status

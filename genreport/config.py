@@ -1,0 +1,106 @@
+"""report.toml: the title block the student fills in and the experiment profiles.
+
+Parsed with tomllib and checked by hand against the dataclass below, so that a missing or mistyped
+value is reported with its file and line instead of surfacing later as a LaTeX or Python error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from genreport.errors import BuildError
+
+PROFILES = ("default", "fast")
+
+
+@dataclass(frozen=True)
+class TitleBlock:
+    experiment_number: int
+    title: str
+    student_name: str
+    register_number: str
+    course: str
+    date: str
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    title_block: TitleBlock
+    seed: int
+    profiles: dict[str, dict[str, dict[str, Any]]]  # profile -> experiment -> overrides
+    source: Path
+
+    def overrides(self, profile: str, experiment: str) -> dict[str, Any]:
+        return self.profiles.get(profile, {}).get(experiment, {})
+
+
+def _line_of(text: str, key: str) -> int | None:
+    match = re.search(rf"^\s*{re.escape(key)}\s*=", text, re.MULTILINE)
+    return text.count("\n", 0, match.start()) + 1 if match else None
+
+
+def load(path: Path) -> ReportConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BuildError("the configuration file is missing", path=path, hint="restore it with `git checkout report.toml`") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        line = re.search(r"line (\d+)", str(error))
+        raise BuildError(f"not valid TOML: {error}", path=path, line=int(line.group(1)) if line else None) from None
+
+    section = data.get("report")
+    if not isinstance(section, dict):
+        raise BuildError("missing the [report] table with the title block", path=path)
+    values = {}
+    for field in fields(TitleBlock):
+        expected = int if field.type == "int" else str
+        value = section.get(field.name)
+        if value is None:
+            raise BuildError(f"[report] has no `{field.name}`", path=path, hint=f"add a line `{field.name} = ...` under [report]")
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise BuildError(
+                f"`{field.name}` must be {'an integer' if expected is int else 'a string in quotes'}, not {value!r}",
+                path=path, line=_line_of(text, field.name))
+        if expected is str and not value.strip():
+            raise BuildError(f"`{field.name}` is empty", path=path, line=_line_of(text, field.name))
+        values[field.name] = value
+
+    seed = data.get("build", {}).get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise BuildError(f"`seed` must be an integer, not {seed!r}", path=path, line=_line_of(text, "seed"))
+    profiles = data.get("profile", {})
+    unknown = set(profiles) - set(PROFILES)
+    if unknown:
+        raise BuildError(f"unknown profile(s) {sorted(unknown)}; the profiles are {list(PROFILES)}", path=path)
+    return ReportConfig(TitleBlock(**values), seed, profiles, path)
+
+
+def apply_overrides(config: Any, overrides: dict[str, Any], where: str) -> Any:
+    """Return `config` (a frozen dataclass) with TOML overrides applied, checking names and types."""
+    known = {f.name: f for f in fields(config)}
+    changes = {}
+    for name, value in overrides.items():
+        if name not in known:
+            raise BuildError(f"[{where}] has no setting `{name}`; known settings: {', '.join(sorted(known))}")
+        current = getattr(config, name)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise BuildError(f"[{where}] `{name}` must be a table")
+            changes[name] = apply_overrides(current, value, f"{where}.{name}")
+            continue
+        if isinstance(current, tuple):
+            value = tuple(value) if isinstance(value, list) else value
+        wanted = float if isinstance(current, float) else type(current)
+        if wanted is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, wanted) or isinstance(value, bool) != isinstance(current, bool):
+            raise BuildError(f"[{where}] `{name}` must be of type {wanted.__name__}, not {value!r}")
+        changes[name] = value
+    return dataclasses.replace(config, **changes)

