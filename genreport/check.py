@@ -32,11 +32,11 @@ def normalise(text: str) -> str:
     return re.sub(r"[^0-9a-z]", "", text.lower())
 
 
-def pdf_text(reader) -> str:  # noqa: ANN001
+def pdf_text(reader) -> str:
     return "\n".join(page.extract_text() or "" for page in reader.pages)
 
 
-def font_problems(reader) -> list[str]:  # noqa: ANN001
+def font_problems(reader) -> list[str]:
     problems = set()
     for page in reader.pages:
         resources = page.get("/Resources") or {}

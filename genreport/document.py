@@ -35,8 +35,7 @@ OVERFULL_LIMIT_PT = 1.0
 # outside ASCII, Latin-1 and Latin Extended-A is refused with its file, line and column.
 UNICODE_LATEX = {
     **{chr(0x3B1 + i): rf"\ensuremath{{\{name}}}" for i, name in enumerate(
-        "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi o pi rho varsigma sigma tau "
-        "upsilon phi chi psi omega".split()) if name not in {"o"}},
+        ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu", "nu", "xi", "o", "pi", "rho", "varsigma", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega"]) if name not in {"o"}},
     "Γ": r"\ensuremath{\Gamma}", "Δ": r"\ensuremath{\Delta}", "Θ": r"\ensuremath{\Theta}", "Λ": r"\ensuremath{\Lambda}",
     "Π": r"\ensuremath{\Pi}", "Σ": r"\ensuremath{\Sigma}", "Φ": r"\ensuremath{\Phi}", "Ψ": r"\ensuremath{\Psi}",
     "Ω": r"\ensuremath{\Omega}", "≤": r"\ensuremath{\leq}", "≥": r"\ensuremath{\geq}", "≠": r"\ensuremath{\neq}",
@@ -111,7 +110,7 @@ def _diagram(name: str, caption: str) -> str:
             f"\\caption{{{escape_latex(caption)}}}\\label{{fig:diagram-{name}}}\n\\end{{figure}}\n```\n")
 
 
-def markdown_environment():  # noqa: ANN201
+def markdown_environment():
     import jinja2
 
     # Pandoc's attribute syntax {#fig:x} would open a Jinja comment, so comments use {%# ... #%} instead.
@@ -174,7 +173,7 @@ def pandoc_to_latex(path: Path, markdown: str, captions_file: Path) -> str:
                "--wrap=preserve", "--top-level-division=section", f"--lua-filter={paths.TEMPLATES_DIR / 'pandoc' / 'filter.lua'}"]
     env = {**os.environ, "GENREPORT_CAPTIONS": str(captions_file)}
     try:
-        done = subprocess.run(command, input=markdown, capture_output=True, text=True, timeout=PANDOC_TIMEOUT_S, env=env)
+        done = subprocess.run(command, input=markdown, check=False, capture_output=True, text=True, timeout=PANDOC_TIMEOUT_S, env=env)
     except subprocess.TimeoutExpired:
         raise BuildError(f"pandoc did not finish within {PANDOC_TIMEOUT_S} s", path=path) from None
     if done.returncode != 0:
@@ -184,7 +183,7 @@ def pandoc_to_latex(path: Path, markdown: str, captions_file: Path) -> str:
 
 # --- the LaTeX document ---------------------------------------------------------------------------
 
-def latex_environment():  # noqa: ANN201
+def latex_environment():
     import jinja2
 
     # Delimiters that never appear in LaTeX, so braces and percent signs stay LaTeX's.
@@ -223,7 +222,7 @@ class LatexOutcome:
 def source_date_epoch() -> str:
     """The last commit's date, so that two builds of one commit stamp the same date into the PDF."""
     try:
-        done = subprocess.run(["git", "log", "-1", "--format=%ct"], cwd=paths.ROOT, capture_output=True, text=True, timeout=10)
+        done = subprocess.run(["git", "log", "-1", "--format=%ct"], check=False, cwd=paths.ROOT, capture_output=True, text=True, timeout=10)
         stamp = done.stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         stamp = ""

@@ -28,7 +28,7 @@ class Result:
     arrays: dict[str, np.ndarray]
 
 
-def _pyplot():  # noqa: ANN202 - returns the pyplot module
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -44,7 +44,7 @@ def _pyplot():  # noqa: ANN202 - returns the pyplot module
     return plt
 
 
-def _ring_axes(ax, points: np.ndarray, title: str) -> None:  # noqa: ANN001
+def _ring_axes(ax, points: np.ndarray, title: str) -> None:
     from genreport.experiments.data import RING_MODES, RING_RADIUS
 
     angles = np.arange(RING_MODES) * 2 * np.pi / RING_MODES
@@ -57,7 +57,7 @@ def _ring_axes(ax, points: np.ndarray, title: str) -> None:  # noqa: ANN001
 
 # --- figures: one function each; the stage redraws a figure when its function or inputs change ----
 
-def gan_ring(gan: Result):  # noqa: ANN201
+def gan_ring(gan: Result):
     plt = _pyplot()
     runs = gan.metrics["ring"]["seeds"]
     fig, axes = plt.subplots(1, len(runs), figsize=(TEXT_WIDTH_IN, TEXT_WIDTH_IN / max(3, len(runs)) + 0.3), squeeze=False)
@@ -68,11 +68,11 @@ def gan_ring(gan: Result):  # noqa: ANN201
     return fig
 
 
-def gan_mnist_samples(gan: Result):  # noqa: ANN201
+def gan_mnist_samples(gan: Result):
     return _image_grid(gan.arrays["mnist_samples"][:64], columns=16, width=TEXT_WIDTH_IN)
 
 
-def vae_latent(vae: Result):  # noqa: ANN201
+def vae_latent(vae: Result):
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN * 0.6, TEXT_WIDTH_IN * 0.5))
     means, labels = vae.arrays["test_latent_means"], vae.arrays["test_labels"]
@@ -86,18 +86,18 @@ def vae_latent(vae: Result):  # noqa: ANN201
     return fig
 
 
-def vae_manifold(vae: Result):  # noqa: ANN201
+def vae_manifold(vae: Result):
     grid = vae.arrays["manifold"]
     rows = [np.concatenate(list(row), axis=1) for row in grid]
     return _image_from_array(np.concatenate(rows, axis=0), width=TEXT_WIDTH_IN * 0.55)
 
 
-def vae_reconstructions(vae: Result):  # noqa: ANN201
+def vae_reconstructions(vae: Result):
     pairs = np.concatenate([vae.arrays["originals"], vae.arrays["reconstructions"]])
     return _image_grid(pairs, columns=len(vae.arrays["originals"]), width=TEXT_WIDTH_IN * 0.8)
 
 
-def scaling_loss_vs_params(scaling: Result):  # noqa: ANN201
+def scaling_loss_vs_params(scaling: Result):
     plt = _pyplot()
     models, fit = scaling.metrics["models"], scaling.metrics["fit"]
     n = np.array([m["non_embedding_params"] for m in models], dtype=float)
@@ -121,7 +121,7 @@ def scaling_loss_vs_params(scaling: Result):  # noqa: ANN201
     return fig
 
 
-def scaling_loss_vs_compute(scaling: Result):  # noqa: ANN201
+def scaling_loss_vs_compute(scaling: Result):
     plt = _pyplot()
     models = scaling.metrics["models"]
     fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN * 0.62, TEXT_WIDTH_IN * 0.42))
@@ -148,7 +148,7 @@ def scaling_loss_vs_compute(scaling: Result):  # noqa: ANN201
     return fig
 
 
-def attention_map(scaling: Result):  # noqa: ANN201
+def attention_map(scaling: Result):
     plt = _pyplot()
     weights = scaling.arrays["attention"]  # (heads, query, key)
     text = scaling.metrics["attention_text"]
@@ -167,7 +167,7 @@ def attention_map(scaling: Result):  # noqa: ANN201
     return fig
 
 
-def diffusion_reverse(diffusion: Result):  # noqa: ANN201
+def diffusion_reverse(diffusion: Result):
     plt = _pyplot()
     snapshots, steps = diffusion.arrays["snapshots"], diffusion.metrics["snapshot_steps"]
     fig, axes = plt.subplots(1, len(steps), figsize=(TEXT_WIDTH_IN, TEXT_WIDTH_IN / len(steps) + 0.3), squeeze=False)
@@ -179,7 +179,7 @@ def diffusion_reverse(diffusion: Result):  # noqa: ANN201
     return fig
 
 
-def _image_grid(images: np.ndarray, columns: int, width: float):  # noqa: ANN202
+def _image_grid(images: np.ndarray, columns: int, width: float):
     rows = int(np.ceil(len(images) / columns))
     padded = np.ones((rows * columns, *images.shape[1:]))
     padded[: len(images)] = images
@@ -188,7 +188,7 @@ def _image_grid(images: np.ndarray, columns: int, width: float):  # noqa: ANN202
     return _image_from_array(sheet, width)
 
 
-def _image_from_array(sheet: np.ndarray, width: float):  # noqa: ANN202
+def _image_from_array(sheet: np.ndarray, width: float):
     plt = _pyplot()
     height = width * sheet.shape[0] / sheet.shape[1]
     fig = plt.figure(figsize=(width, height))
@@ -271,7 +271,7 @@ def draw_all(force: bool) -> list[tuple[str, bool, float]]:
     return outcomes
 
 
-def save_figure(figure, target: Path, kind: str) -> None:  # noqa: ANN001
+def save_figure(figure, target: Path, kind: str) -> None:
     import io
 
     import matplotlib.pyplot as plt

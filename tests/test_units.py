@@ -1,0 +1,169 @@
+"""Fast unit tests for each stage's own logic."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from genreport import cache
+from genreport.config import apply_overrides, load
+from genreport.document import check_characters, check_references, read_text
+from genreport.errors import BuildError
+from genreport.experiments import project_sources
+from genreport.experiments.data import ring_centers, ring_metrics
+from genreport.experiments.gan import RingConfig, frechet_distance
+from genreport.experiments.scaling import fit_power_law
+from genreport.experiments.vae import knn_accuracy
+from genreport.figures import FIGURES, _sources
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- config ---------------------------------------------------------------------------------
+
+def test_config_loads_title_block() -> None:
+    config = load(ROOT / "report.toml")
+    assert config.title_block.register_number == "212223050033"
+    assert config.title_block.experiment_number == 1
+
+
+def test_config_wrong_type_names_file_and_line(tmp_path: Path) -> None:
+    text = (ROOT / "report.toml").read_text().replace("experiment_number = 1", 'experiment_number = "one"')
+    (tmp_path / "report.toml").write_text(text)
+    with pytest.raises(BuildError) as error:
+        load(tmp_path / "report.toml")
+    assert error.value.line == text.splitlines().index('experiment_number = "one"') + 1
+
+
+def test_config_missing_value(tmp_path: Path) -> None:
+    (tmp_path / "report.toml").write_text((ROOT / "report.toml").read_text().replace('student_name = "Noorul aslina M"\n', ""))
+    with pytest.raises(BuildError, match="student_name"):
+        load(tmp_path / "report.toml")
+
+
+def test_overrides_are_type_checked() -> None:
+    assert apply_overrides(RingConfig(), {"steps": 10}, "x").steps == 10
+    with pytest.raises(BuildError, match="steps"):
+        apply_overrides(RingConfig(), {"steps": "many"}, "x")
+    with pytest.raises(BuildError, match="no setting"):
+        apply_overrides(RingConfig(), {"stpes": 10}, "x")
+
+
+# --- cache ------------------------------------------------------------------------------------
+
+def test_store_round_trip_and_corruption(tmp_path: Path) -> None:
+    store = cache.Store(tmp_path)
+    entry = store.put("k1", lambda d: (d / "a.json").write_text("{}"))
+    assert store.get("k1") == entry
+    (entry / "a.json").write_text('{"tampered": 1}')
+    assert store.get("k1") is None  # detected and removed, never used
+    assert not entry.exists()
+
+
+def test_half_written_entry_is_ignored(tmp_path: Path) -> None:
+    (tmp_path / "k2").mkdir()
+    (tmp_path / "k2" / "a.json").write_text("{}")  # no manifest: a build killed mid-write
+    assert cache.Store(tmp_path).get("k2") is None
+
+
+def test_digest_is_length_prefixed() -> None:
+    assert cache.digest(["ab", "c"]) != cache.digest(["a", "bc"])
+
+
+def test_experiment_key_covers_imported_modules() -> None:
+    names = {p.name for p in project_sources("genreport.experiments.gan")}
+    assert {"gan.py", "data.py", "common.py"} <= names
+
+
+# --- content ----------------------------------------------------------------------------------
+
+def test_replacement_character_is_reported_with_line(tmp_path: Path) -> None:
+    with pytest.raises(BuildError) as error:
+        check_characters(tmp_path / "x.md", "fine\nhuman\ufffdlike\n")
+    assert error.value.line == 2 and "U+FFFD" in error.value.message
+
+
+def test_typographic_and_greek_characters_are_accepted(tmp_path: Path) -> None:
+    check_characters(tmp_path / "x.md", "“quotes” – dashes — … café naïve α β ≤ ≥ × ± °")
+
+
+def test_unsupported_character_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match=r"U\+4E2D"):
+        check_characters(tmp_path / "x.md", "中")
+
+
+def test_non_utf8_bytes_are_reported(tmp_path: Path) -> None:
+    path = tmp_path / "x.md"
+    path.write_bytes(b"line one\nline \xff two\n")
+    with pytest.raises(BuildError) as error:
+        read_text(path)
+    assert error.value.line == 2
+
+
+def test_unknown_citation_and_reference(tmp_path: Path) -> None:
+    path = tmp_path / "x.md"
+    with pytest.raises(BuildError, match="nosuchkey"):
+        check_references({path: "text [@nosuchkey]"}, {"kaplan2020"})
+    with pytest.raises(BuildError, match="fig:missing"):
+        check_references({path: "see @fig:missing"}, set())
+    assert check_references({path: "![c](a.pdf){#fig:a} @fig:a [@kaplan2020], mail a@b.com"}, {"kaplan2020"}) == {"kaplan2020"}
+
+
+def test_bibliography_has_at_least_15_entries() -> None:
+    from genreport.document import bibliography_keys
+
+    assert len(bibliography_keys(ROOT / "report/references.bib")) >= 15
+
+
+# --- experiments ------------------------------------------------------------------------------
+
+def test_ring_metrics_perfect_and_collapsed() -> None:
+    perfect = ring_centers().repeat(100, 1)
+    assert ring_metrics(perfect)["modes_captured"] == 8
+    assert ring_metrics(perfect)["high_quality_fraction"] == 1.0
+    collapsed = ring_centers()[:1].repeat(800, 1)
+    assert ring_metrics(collapsed)["modes_captured"] == 1
+    scattered = torch.zeros(800, 2)
+    assert ring_metrics(scattered)["high_quality_fraction"] == 0.0
+
+
+def test_power_law_fit_recovers_parameters() -> None:
+    n = np.geomspace(1e3, 1e6, 7)
+    fit = fit_power_law(n, 1.5 + 20 * n ** -0.4)
+    assert fit["alpha"] == pytest.approx(0.4, rel=1e-3) and fit["r2"] > 0.9999
+
+
+def test_frechet_distance_zero_for_same_set_and_positive_for_shift() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(500, 4))
+    assert frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
+    assert frechet_distance(a, a + 3) == pytest.approx(36, rel=0.01)
+
+
+def test_knn_accuracy() -> None:
+    points = torch.tensor([[0.0, 0], [0.1, 0], [5, 5], [5.1, 5]])
+    labels = torch.tensor([0, 0, 1, 1])
+    assert knn_accuracy(points, labels, torch.tensor([[0.05, 0], [5, 5.1]]), torch.tensor([0, 1]), k=1) == 1.0
+    assert knn_accuracy(points, labels, torch.tensor([[0.05, 0]]), torch.tensor([1]), k=1) == 0.0
+
+
+# --- figures ----------------------------------------------------------------------------------
+
+def test_each_figure_has_its_own_source_for_the_cache_key() -> None:
+    shared, per_figure = _sources()
+    assert set(per_figure) == set(FIGURES)
+    assert all(f"def {name}(" not in shared for name in FIGURES)
+    assert "def _pyplot" in shared
+
+
+def test_results_json_is_deterministic_on_cpu() -> None:
+    from genreport.experiments import diffusion
+
+    config = diffusion.Config(train_steps=20, diffusion_steps=10, eval_samples=200)
+    first, second = diffusion.run(config, "cpu").metrics, diffusion.run(config, "cpu").metrics
+    first.pop("seconds"), second.pop("seconds")
+    assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
