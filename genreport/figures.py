@@ -114,7 +114,9 @@ def scaling_loss_vs_params(scaling: Result):
     ax.plot(grid, fit["E"] + fit["A"] * grid ** -fit["alpha"], color="tab:orange",
             label=rf"$L = {fit['E']:.2f} + {fit['A']:.1f}\,N^{{-{fit['alpha']:.3f}}}$  ($R^2={fit['r2']:.3f}$)")
     ax.scatter(n, loss, color="tab:blue", zorder=3, s=14, label="trained models")
-    ax.set(xscale="log", yscale="log", xlabel="non-embedding parameters $N$", ylabel="validation loss (nats/char)")
+    # The axis follows the measurements; a wide band (a poorly constrained fit) is clipped, not allowed to rescale it.
+    ax.set(xscale="log", yscale="log", xlabel="non-embedding parameters $N$", ylabel="validation loss (nats/char)",
+           ylim=(loss.min() * 0.93, loss.max() * 1.07))
     ax.yaxis.set_minor_formatter(plt.FormatStrFormatter("%.1f"))
     ax.legend(frameon=False)
     fig.tight_layout()
