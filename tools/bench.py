@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import copy_project  # noqa: E402
+from tests.conftest import copy_project
 
 
 def timed(command: list[str], cwd: Path, repeat: int = 3) -> float:
