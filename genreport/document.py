@@ -240,8 +240,7 @@ def write_sources(config: ReportConfig) -> dict[str, Any]:
 
     bib_path = paths.CONTENT_DIR / BIBLIOGRAPHY
     bib_keys = bibliography_keys(bib_path)
-    raw = {paths.CONTENT_DIR / f"{name}.md": None for name in SECTIONS}
-    raw = {path: read_text(path) for path in raw}
+    raw = {path: read_text(path) for path in (paths.CONTENT_DIR / f"{name}.md" for name in SECTIONS)}
     cited = check_references(raw, bib_keys)
     results = load_results()
     missing = {"gan", "vae", "scaling", "diffusion"} - set(results)
@@ -260,8 +259,9 @@ def write_sources(config: ReportConfig) -> dict[str, Any]:
     document = latex_environment().get_template("report.tex.j2").render(
         title=title, sections=sections, newunicodechars=newunicodechars, bibliography=BIBLIOGRAPHY,
         pdf_title=escape_latex(config.title_block.title), pdf_author=escape_latex(config.title_block.student_name))
-    if (tex_dir / "report.tex").exists() is False or (tex_dir / "report.tex").read_text() != document:
-        cache.write_atomic(tex_dir / "report.tex", document.encode())
+    tex_file = tex_dir / "report.tex"
+    if not tex_file.exists() or tex_file.read_text() != document:  # untouched sources let latexmk skip its runs
+        cache.write_atomic(tex_file, document.encode())
     _sync_dir(paths.FIGURES_DIR, tex_dir / "figures")
     _sync_dir(paths.TEMPLATES_DIR / "diagrams", tex_dir / "diagrams")
     if not (tex_dir / BIBLIOGRAPHY).exists() or cache.file_digest(tex_dir / BIBLIOGRAPHY) != cache.file_digest(bib_path):
