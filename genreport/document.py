@@ -178,7 +178,9 @@ def pandoc_to_latex(path: Path, markdown: str, captions_file: Path) -> str:
         raise BuildError(f"pandoc did not finish within {PANDOC_TIMEOUT_S} s", path=path) from None
     if done.returncode != 0:
         raise BuildError(f"pandoc failed: {done.stderr.strip()}", path=path)
-    return done.stdout
+    # Pandoc escapes a typed ^ as an accent on nothing (\^{}), which prints as a small raised hat; the
+    # student typed a caret.
+    return done.stdout.replace("\\^{}", "\\textasciicircum{}")
 
 
 # --- the LaTeX document ---------------------------------------------------------------------------
@@ -191,6 +193,23 @@ def latex_environment():
         loader=jinja2.FileSystemLoader(paths.TEMPLATES_DIR), undefined=jinja2.StrictUndefined, autoescape=False,
         block_start_string="<%", block_end_string="%>", variable_start_string="<<", variable_end_string=">>",
         comment_start_string="<#", comment_end_string="#>", keep_trailing_newline=True)
+
+
+def render_template(name: str, **values: Any) -> str:
+    import jinja2
+
+    try:
+        return latex_environment().get_template(name).render(**values)
+    except jinja2.TemplateSyntaxError as error:
+        raise BuildError(f"template syntax: {error.message}", path=error.filename or paths.TEMPLATES_DIR / name,
+                         line=error.lineno, hint="template tags are << value >>, <% block %> and <# comment #>") from None
+    except jinja2.TemplateNotFound as error:
+        raise BuildError(f"template {error.name} is missing", path=paths.TEMPLATES_DIR,
+                         hint="restore it with `git checkout templates/`") from None
+    except jinja2.UndefinedError as error:
+        frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename.endswith(".j2")]
+        raise BuildError(f"template uses an unknown value: {error.message}", path=frames[-1].filename if frames else paths.TEMPLATES_DIR / name,
+                         line=frames[-1].lineno if frames else None, hint="values passed: " + ", ".join(sorted(values))) from None
 
 
 def load_results() -> dict[str, Any]:
@@ -256,9 +275,9 @@ def write_sources(config: ReportConfig) -> dict[str, Any]:
 
     title = {field: escape_latex(str(value)) for field, value in vars(config.title_block).items()}
     newunicodechars = "\n".join(rf"\newunicodechar{{{ch}}}{{{latex}}}" for ch, latex in UNICODE_LATEX.items())
-    document = latex_environment().get_template("report.tex.j2").render(
-        title=title, sections=sections, newunicodechars=newunicodechars, bibliography=BIBLIOGRAPHY,
-        pdf_title=escape_latex(config.title_block.title), pdf_author=escape_latex(config.title_block.student_name))
+    document = render_template("report.tex.j2", title=title, sections=sections, newunicodechars=newunicodechars,
+                               bibliography=BIBLIOGRAPHY, pdf_title=escape_latex(config.title_block.title),
+                               pdf_author=escape_latex(config.title_block.student_name))
     tex_file = tex_dir / "report.tex"
     if not tex_file.exists() or tex_file.read_text() != document:  # untouched sources let latexmk skip its runs
         cache.write_atomic(tex_file, document.encode())
@@ -301,15 +320,17 @@ def run_latexmk() -> None:
         "shell_escape": "f", "openout_any": "p", "openin_any": "p",
         "SOURCE_DATE_EPOCH": source_date_epoch(), "FORCE_SOURCE_DATE": "1", "max_print_line": "10000",
     }
-    command = ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error",
+    # coreutils `timeout` holds the whole TeX process tree in its own process group and kills all of it
+    # at the limit, even if this Python process is gone; and if this process dies (Ctrl-C, SIGKILL),
+    # the kernel sends `timeout` SIGTERM (util-linux setpriv's parent-death signal), which it passes on
+    # to the tree, so no TeX run outlives a build.
+    command = ["setpriv", "--pdeathsig", "TERM", "timeout", "--signal=KILL", str(LATEX_TIMEOUT_S),
+               "latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error",
                "-pdflatex=pdflatex -no-shell-escape %O %S", "-silent", "report.tex"]
     process = subprocess.Popen(command, cwd=paths.TEX_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, start_new_session=True)
-    try:
-        output, _ = process.communicate(timeout=LATEX_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
+                               text=True)
+    output, _ = process.communicate()
+    if process.returncode in (124, -signal.SIGKILL, 128 + signal.SIGKILL):
         raise BuildError(f"LaTeX did not finish within {LATEX_TIMEOUT_S} s (a macro that never ends?)",
                          path=paths.TEX_DIR / "report.log", hint="look for a recursive definition in your content") from None
     (paths.TEX_DIR / "latexmk.out").write_text(output)

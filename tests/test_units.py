@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ from genreport.experiments.data import ring_centers, ring_metrics
 from genreport.experiments.gan import RingConfig, frechet_distance
 from genreport.experiments.scaling import fit_power_law
 from genreport.experiments.vae import knn_accuracy
-from genreport.figures import FIGURES, _sources
+from genreport.figures import FIGURES, _parse_plots
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -154,10 +156,18 @@ def test_knn_accuracy() -> None:
 # --- figures ----------------------------------------------------------------------------------
 
 def test_each_figure_has_its_own_source_for_the_cache_key() -> None:
-    shared, per_figure = _sources()
+    shared, per_figure, inputs = _parse_plots()
     assert set(per_figure) == set(FIGURES)
     assert all(f"def {name}(" not in shared for name in FIGURES)
     assert "def _pyplot" in shared
+    assert inputs["gan_ring"] == ["gan"] and inputs["attention_map"] == ["scaling"]
+
+
+def test_unchanged_build_path_does_not_import_numpy_or_matplotlib() -> None:
+    code = ("import sys; from genreport import figures, document, check, cli; figures._parse_plots(); "
+            "print(sorted(m for m in ('numpy', 'matplotlib', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_results_json_is_deterministic_on_cpu() -> None:

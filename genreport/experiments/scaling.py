@@ -30,10 +30,8 @@ class ModelSize:
 
 @dataclass(frozen=True)
 class Config:
-    sizes: tuple[ModelSize, ...] = (
-        ModelSize(2, 12, 2), ModelSize(2, 16, 2), ModelSize(2, 24, 2), ModelSize(2, 32, 4),
-        ModelSize(3, 48, 4), ModelSize(4, 64, 4), ModelSize(4, 96, 4),
-    )
+    # One depth for all sizes, so the sweep varies width alone: mixing depths put a step into the curve.
+    sizes: tuple[ModelSize, ...] = tuple(ModelSize(4, width, max(2, width // 16)) for width in (8, 12, 16, 24, 32, 48, 64, 96))
     context: int = 64
     batch_size: int = 32
     train_tokens: int = 1_000_000

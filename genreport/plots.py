@@ -1,0 +1,194 @@
+"""The figures, as pure functions of stored results: each takes the results it names and returns a figure.
+
+No training happens here. Plots are vector PDF; image grids are PNG. Fonts are Computer Modern
+(matplotlib's bundled cmr10) so that plots match the report's Latin Modern body text, and sizes are
+given in inches of the LaTeX text block so that nothing is rescaled when included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+TEXT_WIDTH_IN = 160 / 25.4  # A4 minus 25 mm margins, as set in templates/report.tex.j2
+DIGIT_COLOURS = "tab10"
+
+
+@dataclass(frozen=True)
+class Result:
+    metrics: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({
+        "font.family": "serif", "font.serif": ["cmr10"], "mathtext.fontset": "cm",
+        "axes.formatter.use_mathtext": True, "axes.unicode_minus": False,
+        "font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 8,
+        "xtick.labelsize": 8, "ytick.labelsize": 8, "pdf.fonttype": 42, "axes.grid": False,
+        "savefig.dpi": 200,
+    })
+    return plt
+
+
+def _ring_axes(ax, points: np.ndarray, title: str) -> None:
+    from genreport.experiments.data import RING_MODES, RING_RADIUS
+
+    angles = np.arange(RING_MODES) * 2 * np.pi / RING_MODES
+    ax.scatter(points[:, 0], points[:, 1], s=1, alpha=0.4, color="tab:blue", linewidths=0, rasterized=True)
+    ax.scatter(RING_RADIUS * np.cos(angles), RING_RADIUS * np.sin(angles), s=30, marker="x", color="tab:red", linewidths=1)
+    ax.set(xlim=(-3, 3), ylim=(-3, 3), aspect="equal", title=title)
+    ax.set_xticks([-2, 0, 2])
+    ax.set_yticks([-2, 0, 2])
+
+
+# --- figures: one function each; the stage redraws a figure when its function or inputs change ----
+
+def gan_ring(gan: Result):
+    plt = _pyplot()
+    runs = gan.metrics["ring"]["seeds"]
+    fig, axes = plt.subplots(1, len(runs), figsize=(TEXT_WIDTH_IN, TEXT_WIDTH_IN / max(3, len(runs)) + 0.3), squeeze=False)
+    for ax, run, samples in zip(axes[0], runs, gan.arrays["ring_samples"]):
+        _ring_axes(ax, samples, f"seed {run['seed']}: {run['modes_captured']}/{run['modes_total']} modes, "
+                                f"HQ {100 * run['high_quality_fraction']:.1f}%")
+    fig.tight_layout()
+    return fig
+
+
+def gan_mnist_samples(gan: Result):
+    return _image_grid(gan.arrays["mnist_samples"][:64], columns=16, width=TEXT_WIDTH_IN)
+
+
+def vae_latent(vae: Result):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN * 0.6, TEXT_WIDTH_IN * 0.5))
+    means, labels = vae.arrays["test_latent_means"], vae.arrays["test_labels"]
+    cmap = plt.get_cmap(DIGIT_COLOURS)
+    for digit in range(10):
+        chosen = labels == digit
+        ax.scatter(means[chosen, 0], means[chosen, 1], s=5, color=cmap(digit), label=str(digit), linewidths=0)
+    ax.set(xlabel="$z_1$", ylabel="$z_2$")
+    ax.legend(title="digit", markerscale=2.5, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def vae_manifold(vae: Result):
+    grid = vae.arrays["manifold"]
+    rows = [np.concatenate(list(row), axis=1) for row in grid]
+    return _image_from_array(np.concatenate(rows, axis=0), width=TEXT_WIDTH_IN * 0.55)
+
+
+def vae_reconstructions(vae: Result):
+    pairs = np.concatenate([vae.arrays["originals"], vae.arrays["reconstructions"]])
+    return _image_grid(pairs, columns=len(vae.arrays["originals"]), width=TEXT_WIDTH_IN * 0.8)
+
+
+def scaling_loss_vs_params(scaling: Result):
+    plt = _pyplot()
+    models, fit = scaling.metrics["models"], scaling.metrics["fit"]
+    n = np.array([m["non_embedding_params"] for m in models], dtype=float)
+    loss = np.array([m["val_loss"] for m in models])
+    grid = np.geomspace(n.min() / 1.5, n.max() * 1.5, 200)
+    # Band: 16th-84th percentile of the law under parameter draws from the fit's covariance.
+    covariance = np.array(fit["covariance"])
+    fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN * 0.62, TEXT_WIDTH_IN * 0.42))
+    if np.isfinite(covariance).all():  # too few models leave the fit without an uncertainty estimate
+        draws = np.random.default_rng(0).multivariate_normal([fit["E"], fit["A"], fit["alpha"]], covariance, size=2000)
+        curves = draws[:, :1] + draws[:, 1:2] * grid[None, :] ** -draws[:, 2:3]
+        low, high = np.percentile(curves, [16, 84], axis=0)
+        ax.fill_between(grid, low, high, color="tab:orange", alpha=0.25, linewidth=0, label="fit, 68% band")
+    ax.plot(grid, fit["E"] + fit["A"] * grid ** -fit["alpha"], color="tab:orange",
+            label=rf"$L = {fit['E']:.2f} + {fit['A']:.1f}\,N^{{-{fit['alpha']:.3f}}}$  ($R^2={fit['r2']:.3f}$)")
+    ax.scatter(n, loss, color="tab:blue", zorder=3, s=14, label="trained models")
+    # The axis follows the measurements; a wide band (a poorly constrained fit) is clipped, not allowed to rescale it.
+    ax.set(xscale="log", yscale="log", xlabel="non-embedding parameters $N$", ylabel="validation loss (nats/char)",
+           ylim=(loss.min() * 0.93, loss.max() * 1.07))
+    ax.yaxis.set_minor_formatter(plt.FormatStrFormatter("%.1f"))
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def scaling_loss_vs_compute(scaling: Result):
+    plt = _pyplot()
+    models = scaling.metrics["models"]
+    fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN * 0.62, TEXT_WIDTH_IN * 0.42))
+    cmap = plt.get_cmap("viridis")
+    points = []
+    for i, model in enumerate(models):
+        flops = [p["flops"] for p in model["curve"]]
+        losses = [p["val_loss"] for p in model["curve"]]
+        points += list(zip(flops, losses))
+        ax.plot(flops, losses, color=cmap(i / max(1, len(models) - 1)), marker=".", markersize=3, linewidth=1,
+                label=f"$N$={model['non_embedding_params']:,}")
+    # Compute-efficient frontier: the lowest loss reached by any model at or below each compute level.
+    points.sort()
+    frontier, best = [], np.inf
+    for flops, loss in points:
+        if loss < best:
+            best = loss
+            frontier.append((flops, loss))
+    ax.plot(*zip(*frontier), color="black", linestyle="--", linewidth=1, label="compute-efficient frontier")
+    ax.set(xscale="log", yscale="log", xlabel=r"training compute $C \approx 6ND$ (FLOP)", ylabel="validation loss (nats/char)")
+    ax.yaxis.set_minor_formatter(plt.FormatStrFormatter("%.1f"))
+    ax.legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def attention_map(scaling: Result):
+    plt = _pyplot()
+    weights = scaling.arrays["attention"]  # (heads, query, key)
+    text = scaling.metrics["attention_text"]
+    labels = ["_" if ch == " " else ch for ch in text]
+    heads = len(weights)
+    fig, axes = plt.subplots(1, heads, figsize=(TEXT_WIDTH_IN, TEXT_WIDTH_IN / heads + 0.35), squeeze=False)
+    for head, ax in enumerate(axes[0]):
+        ax.imshow(weights[head], cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(f"head {head + 1}")
+        ticks = range(0, len(labels), 4)
+        ax.set_xticks(list(ticks), [labels[i] for i in ticks], fontsize=6)
+        ax.set_yticks(list(ticks), [labels[i] for i in ticks], fontsize=6)
+        ax.set_xlabel("key position", fontsize=7)
+    axes[0][0].set_ylabel("query position", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def diffusion_reverse(diffusion: Result):
+    plt = _pyplot()
+    snapshots, steps = diffusion.arrays["snapshots"], diffusion.metrics["snapshot_steps"]
+    fig, axes = plt.subplots(1, len(steps), figsize=(TEXT_WIDTH_IN, TEXT_WIDTH_IN / len(steps) + 0.3), squeeze=False)
+    for ax, points, t in zip(axes[0], snapshots, steps):
+        _ring_axes(ax, points, f"$t={t}$")
+        ax.set(xlim=(-3.5, 3.5), ylim=(-3.5, 3.5))
+        ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def _image_grid(images: np.ndarray, columns: int, width: float):
+    rows = int(np.ceil(len(images) / columns))
+    padded = np.ones((rows * columns, *images.shape[1:]))
+    padded[: len(images)] = images
+    tiles = np.pad(padded, ((0, 0), (1, 1), (1, 1)), constant_values=1.0)
+    sheet = tiles.reshape(rows, columns, *tiles.shape[1:]).transpose(0, 2, 1, 3).reshape(rows * tiles.shape[1], columns * tiles.shape[2])
+    return _image_from_array(sheet, width)
+
+
+def _image_from_array(sheet: np.ndarray, width: float):
+    plt = _pyplot()
+    height = width * sheet.shape[0] / sheet.shape[1]
+    fig = plt.figure(figsize=(width, height))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(sheet, cmap="gray_r" if sheet.mean() < 0.5 else "gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.axis("off")
+    return fig
