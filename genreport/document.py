@@ -239,13 +239,20 @@ class LatexOutcome:
 
 
 def source_date_epoch() -> str:
-    """The last commit's date, so that two builds of one commit stamp the same date into the PDF."""
+    """The last commit's date, so that two builds of one commit stamp the same date into the PDF.
+
+    Outside a git checkout (a tarball, a copy) it is the newest modification time of the content and
+    the configuration: still the same for two builds of unchanged sources.
+    """
     try:
         done = subprocess.run(["git", "log", "-1", "--format=%ct"], check=False, cwd=paths.ROOT, capture_output=True, text=True, timeout=10)
         stamp = done.stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         stamp = ""
-    return stamp if stamp.isdigit() else "0"
+    if stamp.isdigit():
+        return stamp
+    sources = [paths.CONFIG_FILE, *paths.CONTENT_DIR.glob("*")]
+    return str(int(max(path.stat().st_mtime for path in sources if path.is_file())))
 
 
 def write_sources(config: ReportConfig) -> dict[str, Any]:

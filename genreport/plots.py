@@ -42,8 +42,10 @@ def _ring_axes(ax, points: np.ndarray, title: str) -> None:
     from genreport.experiments.data import RING_MODES, RING_RADIUS
 
     angles = np.arange(RING_MODES) * 2 * np.pi / RING_MODES
-    ax.scatter(points[:, 0], points[:, 1], s=1, alpha=0.4, color="tab:blue", linewidths=0, rasterized=True)
-    ax.scatter(RING_RADIUS * np.cos(angles), RING_RADIUS * np.sin(angles), s=30, marker="x", color="tab:red", linewidths=1)
+    # True modes underneath, as open circles larger than a mode's 3-std disc, so the samples stay visible.
+    ax.scatter(RING_RADIUS * np.cos(angles), RING_RADIUS * np.sin(angles), s=60, facecolors="none", edgecolors="tab:red",
+               linewidths=0.8, zorder=1)
+    ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5, color="tab:blue", linewidths=0, rasterized=True, zorder=2)
     ax.set(xlim=(-3, 3), ylim=(-3, 3), aspect="equal", title=title)
     ax.set_xticks([-2, 0, 2])
     ax.set_yticks([-2, 0, 2])
@@ -108,9 +110,16 @@ def scaling_loss_vs_params(scaling: Result):
     ax.plot(grid, fit["E"] + fit["A"] * grid ** -fit["alpha"], color="tab:orange",
             label=rf"$L = {fit['E']:.2f} + {fit['A']:.1f}\,N^{{-{fit['alpha']:.3f}}}$  ($R^2={fit['r2']:.3f}$)")
     ax.scatter(n, loss, color="tab:blue", zorder=3, s=14, label="trained models")
+    # Count-based n-gram models of the same text place the transformers on a familiar scale.
+    baselines = {"bigram": scaling.metrics["ngram_val_loss"]["2"], "trigram": scaling.metrics["ngram_val_loss"]["3"]}
+    for name, level in baselines.items():
+        ax.axhline(level, color="grey", linestyle=":", linewidth=0.8)
+        ax.annotate(f"{name} counts", (grid[-1], level), xytext=(-2, 2), textcoords="offset points", ha="right",
+                    fontsize=7, color="grey")
     # The axis follows the measurements; a wide band (a poorly constrained fit) is clipped, not allowed to rescale it.
+    low_end, high_end = min(loss.min(), *baselines.values()), max(loss.max(), *baselines.values())
     ax.set(xscale="log", yscale="log", xlabel="non-embedding parameters $N$", ylabel="validation loss (nats/char)",
-           ylim=(loss.min() * 0.93, loss.max() * 1.07))
+           ylim=(low_end * 0.96, high_end * 1.04), xlim=(grid[0], grid[-1]))
     ax.yaxis.set_minor_formatter(plt.FormatStrFormatter("%.1f"))
     ax.legend(frameon=False)
     fig.tight_layout()

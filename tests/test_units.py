@@ -18,7 +18,7 @@ from genreport.errors import BuildError
 from genreport.experiments import project_sources
 from genreport.experiments.data import ring_centers, ring_metrics
 from genreport.experiments.gan import RingConfig, frechet_distance
-from genreport.experiments.scaling import fit_power_law
+from genreport.experiments.scaling import fit_power_law, ngram_loss
 from genreport.experiments.vae import knn_accuracy
 from genreport.figures import FIGURES, _parse_plots
 
@@ -137,6 +137,36 @@ def test_power_law_fit_recovers_parameters() -> None:
     n = np.geomspace(1e3, 1e6, 7)
     fit = fit_power_law(n, 1.5 + 20 * n ** -0.4)
     assert fit["alpha"] == pytest.approx(0.4, rel=1e-3) and fit["r2"] > 0.9999
+    assert fit["floor_identified"] and fit["E"] == pytest.approx(1.5, rel=1e-3)
+
+
+def test_power_law_without_a_floor_reports_a_usable_band() -> None:
+    # A sweep whose curve steepens in log-log (an earlier run of ours): the best floor is E = 0.
+    n = np.array([3768, 6560, 14448, 25408, 84816, 199936, 447360], dtype=float)
+    fit = fit_power_law(n, np.array([2.5376, 2.487, 2.4656, 2.4226, 2.2798, 2.1816, 2.0733]))
+    assert not fit["floor_identified"] and fit["E"] == 0
+    covariance = np.array(fit["covariance"])
+    assert covariance[0].tolist() == [0, 0, 0] and np.sqrt(covariance[2, 2]) < 0.01  # alpha is pinned down
+
+
+def test_attention_weights_shown_in_the_figure_are_the_ones_the_model_uses() -> None:
+    from genreport.experiments.scaling import Block
+
+    torch.manual_seed(0)
+    block, x = Block(32, 2), torch.randn(2, 10, 32)
+    weights = block.attention_weights(x)
+    _, _, values = block._heads(x)
+    written_out = block.proj((weights @ values).transpose(1, 2).flatten(2))
+    assert torch.allclose(written_out, block.attention(x), atol=1e-5)
+    assert torch.allclose(weights.sum(-1), torch.ones(2, 2, 10)) and weights[0, 0, 0, 1:].abs().max() == 0  # causal
+
+
+def test_ngram_baseline_on_random_and_periodic_text() -> None:
+    random_text = np.random.default_rng(0).integers(0, 5, 20_000)
+    assert ngram_loss(random_text[:16_000], random_text[16_000:], 1, 5) == pytest.approx(np.log(5), abs=0.01)
+    periodic = np.tile(np.arange(5), 4000)
+    assert ngram_loss(periodic[:16_000], periodic[16_000:], 2, 5) < 0.01  # each letter fixes the next
+    assert ngram_loss(periodic[:16_000], periodic[16_000:], 1, 5) == pytest.approx(np.log(5), abs=0.01)
 
 
 def test_frechet_distance_zero_for_same_set_and_positive_for_shift() -> None:

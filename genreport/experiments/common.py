@@ -7,6 +7,8 @@ import importlib.metadata
 import platform
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,3 +75,32 @@ class Stopwatch:
 
 def count_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+class TrainingFlops:
+    """Floating-point operations of a training loop: torch's FlopCounterMode counts the first steps
+    (forward, backward, penalties) and every further step is taken to cost their average.
+
+    Counting every step would slow training several-fold; count as many steps as make one full cycle
+    (e.g. of a penalty applied every k steps). Steps differ otherwise at most in a short last batch.
+    """
+
+    def __init__(self, counted_steps: int = 1) -> None:
+        self.counted_steps, self.counted_flops, self.steps = counted_steps, 0, 0
+
+    @contextmanager
+    def step(self) -> Iterator[None]:
+        self.steps += 1
+        if self.steps > self.counted_steps:
+            yield
+            return
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as counter:
+            yield
+        self.counted_flops += counter.get_total_flops()
+
+    @property
+    def total(self) -> int:
+        counted = min(self.steps, self.counted_steps)
+        return round(self.counted_flops / counted * self.steps) if counted else 0

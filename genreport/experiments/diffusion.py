@@ -14,7 +14,15 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from genreport.experiments.common import Results, Stopwatch, configure_torch, provenance, resolve_device, seed_everything
+from genreport.experiments.common import (
+    Results,
+    Stopwatch,
+    TrainingFlops,
+    configure_torch,
+    provenance,
+    resolve_device,
+    seed_everything,
+)
 from genreport.experiments.data import ring_metrics, sample_ring
 
 
@@ -68,16 +76,18 @@ def run(config: Config, device_name: str = "auto") -> Results:
     model = Denoiser(config.hidden).to(device)
     optimizer = torch.optim.Adam(model.parameters(), config.learning_rate)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.train_steps)
+    flops = TrainingFlops()
     for _ in tqdm(range(config.train_steps), desc="diffusion", leave=False, disable=None):
-        x0 = sample_ring(config.batch_size, data_rng).to(device)
-        t = torch.randint(0, config.diffusion_steps, (config.batch_size,), device=device)
-        noise = torch.randn_like(x0)
-        xt = alpha_bars[t].sqrt()[:, None] * x0 + (1 - alpha_bars[t]).sqrt()[:, None] * noise
-        loss = (model(xt, t) - noise).pow(2).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+        with flops.step():
+            x0 = sample_ring(config.batch_size, data_rng).to(device)
+            t = torch.randint(0, config.diffusion_steps, (config.batch_size,), device=device)
+            noise = torch.randn_like(x0)
+            xt = alpha_bars[t].sqrt()[:, None] * x0 + (1 - alpha_bars[t]).sqrt()[:, None] * noise
+            loss = (model(xt, t) - noise).pow(2).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
 
     # Ancestral sampling (Ho et al., Algorithm 2) with sigma_t^2 = beta_t.
     snapshot_steps = set(np.linspace(config.diffusion_steps, 0, config.snapshots).round().astype(int).tolist())
@@ -101,6 +111,7 @@ def run(config: Config, device_name: str = "auto") -> Results:
         "ring": ring_metrics(x.cpu()),
         "final_alpha_bar": round(float(alpha_bars[-1]), 5),
         "snapshot_steps": snapshot_labels,
+        "train_flops": flops.total,
         **provenance(config, config.seed, device, clock.seconds),
     }
     return Results(metrics, {"snapshots": np.stack(snapshots)})

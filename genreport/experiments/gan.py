@@ -22,7 +22,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from genreport.experiments.common import Results, Stopwatch, configure_torch, provenance, resolve_device, seed_everything
+from genreport.experiments.common import (
+    Results,
+    Stopwatch,
+    TrainingFlops,
+    configure_torch,
+    provenance,
+    resolve_device,
+    seed_everything,
+)
 from genreport.experiments.data import Digits, load_mnist, ring_metrics, sample_ring
 
 
@@ -104,8 +112,8 @@ def _mlp(inputs: int, outputs: int, hidden: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(inputs, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, outputs))
 
 
-def train_ring_gans(cfg: RingConfig, device: torch.device) -> tuple[list[dict], np.ndarray]:
-    """One GAN per seed in cfg.seeds, trained side by side; returns per-seed metrics and samples."""
+def train_ring_gans(cfg: RingConfig, device: torch.device) -> tuple[list[dict], np.ndarray, int]:
+    """One GAN per seed in cfg.seeds, trained side by side; returns per-seed metrics, samples and training FLOPs."""
     generators, discriminators, rngs = [], [], []
     for seed in cfg.seeds:
         rngs.append(seed_everything(seed))
@@ -118,38 +126,43 @@ def train_ring_gans(cfg: RingConfig, device: torch.device) -> tuple[list[dict], 
     opt_d = torch.optim.Adam(disc.parameters(), cfg.learning_rate, betas=(0.5, 0.9))
     schedules = [torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps) for opt in (opt_g, opt_d)]
 
+    flops = TrainingFlops(counted_steps=cfg.r1_every)
+
     def noise() -> torch.Tensor:
         return torch.stack([torch.randn(cfg.batch_size, cfg.latent_dim, generator=rng) for rng in rngs]).to(device)
 
     # Losses are summed over members (each member's mean over its batch), so every member gets the
     # gradient it would get training alone.
     for step in tqdm(range(cfg.steps), desc=f"gan ring x{len(cfg.seeds)} seeds", leave=False, disable=None):
-        # Lazy R1 (Karras et al., 2020): the penalty, scaled up, every few steps; it is the costly part of a step.
-        regularise = step % cfg.r1_every == 0
-        real = torch.stack([sample_ring(cfg.batch_size, rng) for rng in rngs]).to(device).requires_grad_(regularise)
-        fake = gen(noise())
-        real_scores, fake_scores = disc(real), disc(fake.detach())
-        loss_d = (F.softplus(-real_scores).mean(1) + F.softplus(fake_scores).mean(1)).sum()
-        if regularise:
-            (grad,) = torch.autograd.grad(real_scores.sum(), real, create_graph=True)
-            loss_d = loss_d + cfg.r1_gamma * cfg.r1_every / 2 * grad.pow(2).sum(2).mean(1).sum()
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
+        with flops.step():
+            # Lazy R1 (Karras et al., 2020): the penalty, scaled up, every few steps; it is the costly part of a step.
+            regularise = step % cfg.r1_every == 0
+            real = torch.stack([sample_ring(cfg.batch_size, rng) for rng in rngs]).to(device)
+            if regularise:  # differentiate through a non-leaf copy: torch's FLOP counter fails on grad() to a leaf
+                real = real.requires_grad_(True) * 1.0
+            fake = gen(noise())
+            real_scores, fake_scores = disc(real), disc(fake.detach())
+            loss_d = (F.softplus(-real_scores).mean(1) + F.softplus(fake_scores).mean(1)).sum()
+            if regularise:
+                (grad,) = torch.autograd.grad(real_scores.sum(), real, create_graph=True)
+                loss_d = loss_d + cfg.r1_gamma * cfg.r1_every / 2 * grad.pow(2).sum(2).mean(1).sum()
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
 
-        loss_g = F.softplus(-disc(fake)).mean(1).sum()
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        for schedule in schedules:
-            schedule.step()
-        _ema_update(gen_ema, gen, cfg.ema_rate)
+            loss_g = F.softplus(-disc(fake)).mean(1).sum()
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            for schedule in schedules:
+                schedule.step()
+            _ema_update(gen_ema, gen, cfg.ema_rate)
 
     eval_noise = torch.stack([torch.randn(cfg.eval_samples, cfg.latent_dim, generator=rng) for rng in rngs]).to(device)
     with torch.no_grad():
         samples = gen_ema(eval_noise).cpu()
     runs = [{"seed": seed, **ring_metrics(member)} for seed, member in zip(cfg.seeds, samples)]
-    return runs, samples.numpy()
+    return runs, samples.numpy(), flops.total
 
 
 # --- MNIST ------------------------------------------------------------------------------------
@@ -168,20 +181,22 @@ class DigitClassifier(nn.Module):
         return self.head(self.features(images))
 
 
-def train_classifier(train: Digits, test: Digits, epochs: int, device: torch.device) -> tuple[DigitClassifier, float]:
+def train_classifier(train: Digits, test: Digits, epochs: int, device: torch.device) -> tuple[DigitClassifier, float, int]:
     model = DigitClassifier().to(device)
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     images, labels = train.images.to(device), train.labels.to(device)
+    flops = TrainingFlops()
     for _ in range(epochs):
         for batch in torch.randperm(len(labels), device=device).split(64):
-            loss = F.cross_entropy(model(images[batch]), labels[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            with flops.step():
+                loss = F.cross_entropy(model(images[batch]), labels[batch])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
     model.eval()
     with torch.no_grad():
         accuracy = (model(test.images.to(device)).argmax(1).cpu() == test.labels).float().mean().item()
-    return model, accuracy
+    return model, accuracy, flops.total
 
 
 class ConvGenerator(nn.Module):
@@ -223,25 +238,27 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 def train_mnist_gan(cfg: MnistConfig, seed: int, device: torch.device) -> tuple[dict, dict[str, np.ndarray]]:
     seed_everything(seed)
     train, test = load_mnist()
-    classifier, classifier_accuracy = train_classifier(train, test, cfg.classifier_epochs, device)
+    classifier, classifier_accuracy, classifier_flops = train_classifier(train, test, cfg.classifier_epochs, device)
 
     gen, disc = ConvGenerator(cfg.latent_dim, cfg.width).to(device), ConvDiscriminator(cfg.width).to(device)
     gen_ema = copy.deepcopy(gen)
     opt_g = torch.optim.Adam(gen.parameters(), cfg.learning_rate, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), cfg.learning_rate, betas=(0.5, 0.999))
     images = train.images.to(device)
+    flops = TrainingFlops()
     for _ in tqdm(range(cfg.steps), desc="gan mnist", leave=False, disable=None):
-        real = images[torch.randint(0, len(images), (cfg.batch_size,), device=device)]
-        fake = gen(torch.randn(cfg.batch_size, cfg.latent_dim, device=device))
-        loss_d = F.softplus(-disc(real)).mean() + F.softplus(disc(fake.detach())).mean()
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        loss_g = F.softplus(-disc(fake)).mean()
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        _ema_update(gen_ema, gen, cfg.ema_rate)
+        with flops.step():
+            real = images[torch.randint(0, len(images), (cfg.batch_size,), device=device)]
+            fake = gen(torch.randn(cfg.batch_size, cfg.latent_dim, device=device))
+            loss_d = F.softplus(-disc(real)).mean() + F.softplus(disc(fake.detach())).mean()
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            loss_g = F.softplus(-disc(fake)).mean()
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            _ema_update(gen_ema, gen, cfg.ema_rate)
 
     gen_ema.eval()
     with torch.no_grad():
@@ -265,6 +282,7 @@ def train_mnist_gan(cfg: MnistConfig, seed: int, device: torch.device) -> tuple[
         "samples": cfg.eval_samples,
         "train_images": len(train.labels),
         "test_images": len(test.labels),
+        "train_flops": classifier_flops + flops.total,
     }
     return metrics, {"mnist_samples": samples[:64].cpu().numpy().squeeze(1)}
 
@@ -273,7 +291,7 @@ def run(config: Config, device_name: str = "auto") -> Results:
     device = resolve_device(device_name)
     configure_torch(device)
     clock = Stopwatch()
-    ring_runs, ring_samples = train_ring_gans(config.ring, device)
+    ring_runs, ring_samples, ring_flops = train_ring_gans(config.ring, device)
     worst = min(ring_runs, key=lambda r: (r["modes_captured"], r["high_quality_fraction"]))
     mnist_metrics, mnist_arrays = train_mnist_gan(config.mnist, config.seed, device)
     metrics = {
@@ -285,6 +303,7 @@ def run(config: Config, device_name: str = "auto") -> Results:
             "seeds": ring_runs,
         },
         "mnist": mnist_metrics,
+        "train_flops": ring_flops + mnist_metrics["train_flops"],
         **provenance(config, config.seed, device, clock.seconds),
     }
     return Results(metrics, {"ring_samples": ring_samples, **mnist_arrays})

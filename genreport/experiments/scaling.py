@@ -17,7 +17,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from genreport.experiments.common import Results, Stopwatch, configure_torch, provenance, resolve_device, seed_everything
+from genreport.experiments.common import (
+    Results,
+    Stopwatch,
+    TrainingFlops,
+    configure_torch,
+    provenance,
+    resolve_device,
+    seed_everything,
+)
 from genreport.experiments.data import shakespeare_text
 
 
@@ -45,7 +53,7 @@ class Config:
 
     @classmethod
     def fast(cls) -> Config:
-        return cls(sizes=(ModelSize(1, 8, 2), ModelSize(1, 16, 2), ModelSize(2, 24, 2), ModelSize(2, 32, 4)), train_tokens=40_000,
+        return cls(sizes=tuple(ModelSize(2, width, 2) for width in (8, 16, 24, 32)), train_tokens=40_000,
                    eval_every_tokens=20_000, eval_tokens=4096, sample_chars=80)
 
 
@@ -58,17 +66,24 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
         self.heads = heads
 
-    def attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Causal self-attention; also returns the weights (batch, heads, query, key) for the figure."""
+    def _heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch, length, width = x.shape
-        q, k, v = self.qkv(x).view(batch, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
-        scores = q @ k.transpose(-2, -1) / math.sqrt(width // self.heads)
-        mask = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
-        weights = scores.masked_fill(~mask, float("-inf")).softmax(-1)
-        return self.proj((weights @ v).transpose(1, 2).reshape(batch, length, width)), weights
+        return self.qkv(x).view(batch, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        """Causal self-attention, with PyTorch's fused kernel."""
+        q, k, v = self._heads(x)
+        return self.proj(F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).flatten(2))
+
+    def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The same attention written out, to return its weights (batch, heads, query, key) for the figure."""
+        q, k, _ = self._heads(x)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        mask = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool, device=x.device).tril()
+        return scores.masked_fill(~mask, float("-inf")).softmax(-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attention(self.norm1(x))[0]
+        x = x + self.attention(self.norm1(x))
         return x + self.mlp(self.norm2(x))
 
 
@@ -96,7 +111,7 @@ class CharGPT(nn.Module):
         x = self.token_embedding(tokens) + self.position_embedding(torch.arange(tokens.shape[1], device=tokens.device))
         for block in self.blocks[:-1]:
             x = block(x)
-        return self.blocks[-1].attention(self.blocks[-1].norm1(x))[1][0]
+        return self.blocks[-1].attention_weights(self.blocks[-1].norm1(x))[0]
 
     @torch.no_grad()
     def sample(self, prompt: torch.Tensor, length: int, context: int, generator: torch.Generator) -> torch.Tensor:
@@ -132,20 +147,22 @@ def train_model(size: ModelSize, vocab: int, train: torch.Tensor, validation: to
     tokens_per_step = config.batch_size * config.context
     steps = config.train_tokens // tokens_per_step
     learning_rate = config.learning_rate * math.sqrt(config.learning_rate_width / size.width)
-    optimizer = torch.optim.AdamW(model.parameters(), learning_rate, betas=(0.9, 0.99), weight_decay=0.01)
+    optimizer = torch.optim.AdamW(model.parameters(), learning_rate, betas=(0.9, 0.99), weight_decay=0.01, fused=True)
     warmup = max(1, steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)) * 0.9 + 0.1))
     eval_every = max(1, config.eval_every_tokens // tokens_per_step)
     curve: list[dict] = []
     clock = Stopwatch()
+    flops = TrainingFlops()
     for step in tqdm(range(1, steps + 1), desc=f"gpt L{size.layers} d{size.width}", leave=False, disable=None):
-        inputs, targets = _batch(train, config.batch_size, config.context, data_rng)
-        loss = F.cross_entropy(model(inputs.to(device)).flatten(0, 1), targets.to(device).flatten())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+        with flops.step():
+            inputs, targets = _batch(train, config.batch_size, config.context, data_rng)
+            loss = F.cross_entropy(model(inputs.to(device)).flatten(0, 1), targets.to(device).flatten())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
         if step % eval_every == 0 or step == steps:
             model.eval()
             tokens_seen = step * tokens_per_step
@@ -157,20 +174,50 @@ def train_model(size: ModelSize, vocab: int, train: torch.Tensor, validation: to
         "non_embedding_params": n, "total_params": sum(p.numel() for p in model.parameters()),
         "tokens": steps * tokens_per_step, "flops": 6.0 * n * steps * tokens_per_step,
         "val_loss": curve[-1]["val_loss"], "seconds": round(clock.seconds, 2), "curve": curve,
+        "measured_train_flops": flops.total,  # all operations, attention included; `flops` is Kaplan's 6ND
     }
     return model, record
 
 
-def fit_power_law(params: np.ndarray, losses: np.ndarray) -> dict[str, float]:
-    """Least-squares fit of L(N) = E + A * N^-alpha, with R^2 and a 1-sigma band from the covariance."""
+def ngram_loss(train: np.ndarray, validation: np.ndarray, order: int, vocab: int, smoothing: float = 0.1) -> float:
+    """Validation loss (nats/char) of a count-based n-gram model with add-`smoothing` (Lidstone) estimates.
+
+    The classical baselines a reader can place the transformers against: unigram, bigram, trigram.
+    """
+    def codes(data: np.ndarray) -> np.ndarray:
+        index = np.zeros(len(data) - order + 1, dtype=np.int64)
+        for offset in range(order):
+            index = index * vocab + data[offset : len(data) - order + 1 + offset]
+        return index
+
+    joint = np.bincount(codes(train), minlength=vocab ** order).astype(float)
+    context = joint.reshape(-1, vocab).sum(1)
+    grams = codes(validation)
+    probability = (joint[grams] + smoothing) / (context[grams // vocab] + smoothing * vocab)
+    return float(-np.log(probability).mean())
+
+
+def fit_power_law(params: np.ndarray, losses: np.ndarray) -> dict[str, float | bool | list]:
+    """Least-squares fit of L(N) = E + A * N^-alpha, with R^2 and the covariance for a 1-sigma band.
+
+    When the best floor E sits on its bound of 0, the data do not identify a floor and the covariance
+    of the three-parameter fit is meaningless there; we then refit the pure power law A * N^-alpha
+    (E fixed at 0) and report its covariance, with zero variance for E.
+    """
     def law(n: np.ndarray, e: float, a: float, alpha: float) -> np.ndarray:
         return e + a * n ** -alpha
 
     (e, a, alpha), covariance = scipy.optimize.curve_fit(
         law, params, losses, p0=(losses.min() * 0.8, 10.0, 0.3), bounds=([0, 0, 0], [np.inf, np.inf, 3]), maxfev=20000)
+    floor_identified = bool(e > 1e-6 * losses.min())
+    if not floor_identified:
+        (a, alpha), pure = scipy.optimize.curve_fit(lambda n, a, alpha: a * n ** -alpha, params, losses, p0=(a, alpha), maxfev=20000)
+        e, covariance = 0.0, np.zeros((3, 3))
+        covariance[1:, 1:] = pure
     residual = losses - law(params, e, a, alpha)
     r2 = 1 - (residual ** 2).sum() / ((losses - losses.mean()) ** 2).sum()
-    return {"E": float(e), "A": float(a), "alpha": float(alpha), "r2": float(r2), "covariance": covariance.tolist()}
+    return {"E": float(e), "A": float(a), "alpha": float(alpha), "r2": float(r2), "floor_identified": floor_identified,
+            "covariance": covariance.tolist()}
 
 
 def run(config: Config, device_name: str = "auto") -> Results:
@@ -190,6 +237,7 @@ def run(config: Config, device_name: str = "auto") -> Results:
         records.append(record)
         models.append(model)
 
+    ngram = {str(order): round(ngram_loss(train.numpy(), validation.numpy(), order, len(alphabet)), 4) for order in (1, 2, 3)}
     params = np.array([r["non_embedding_params"] for r in records], dtype=float)
     losses = np.array([r["val_loss"] for r in records])
     fit = fit_power_law(params, losses)
@@ -205,12 +253,14 @@ def run(config: Config, device_name: str = "auto") -> Results:
 
     metrics = {
         "models": records,
+        "train_flops": sum(r["measured_train_flops"] for r in records),
         "fit": fit,
         "loss_decreases_with_size": bool(np.all(np.diff(losses) < 0)),
         "vocab_size": len(alphabet),
         "train_chars": len(train),
         "validation_chars": len(validation),
         "token_budget_rule": "every model trains on the same number of characters",
+        "ngram_val_loss": ngram,
         "samples": samples,
         "attention_text": attention_line,
         **provenance(config, config.seed, device, clock.seconds),

@@ -14,7 +14,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from genreport.experiments.common import Results, Stopwatch, configure_torch, provenance, resolve_device, seed_everything
+from genreport.experiments.common import (
+    Results,
+    Stopwatch,
+    TrainingFlops,
+    configure_torch,
+    provenance,
+    resolve_device,
+    seed_everything,
+)
 from genreport.experiments.data import load_mnist
 
 
@@ -80,15 +88,17 @@ def run(config: Config, device_name: str = "auto") -> Results:
     model = VAE(config.hidden, config.latent_dim).to(device)
     optimizer = torch.optim.Adam(model.parameters(), config.learning_rate)
     images = train.images.to(device)
+    flops = TrainingFlops()
     for epoch in tqdm(range(config.epochs), desc="vae", leave=False, disable=None):
         # KL warm-up (Bowman et al., 2016; Sonderby et al., 2016) lets the encoder spread the digits
         # apart before the prior pulls them together.
         kl_weight = min(1.0, (epoch + 1) / config.kl_warmup_epochs) if config.kl_warmup_epochs else 1.0
         for batch in torch.randperm(len(images), device=device).split(config.batch_size):
-            loss = model.negative_elbo(images[batch], kl_weight).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            with flops.step():
+                loss = model.negative_elbo(images[batch], kl_weight).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
 
     model.eval()
     with torch.no_grad():
@@ -112,6 +122,7 @@ def run(config: Config, device_name: str = "auto") -> Results:
         "likelihood": "Bernoulli on grey levels in [0, 1]",
         "train_images": len(train.labels),
         "test_images": len(test.labels),
+        "train_flops": flops.total,
         **provenance(config, config.seed, device, clock.seconds),
     }
     arrays = {
