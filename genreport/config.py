@@ -82,18 +82,39 @@ def load(path: Path) -> ReportConfig:
     return ReportConfig(TitleBlock(**values), seed, profiles, path)
 
 
-def apply_overrides(config: Any, overrides: dict[str, Any], where: str) -> Any:
-    """Return `config` (a frozen dataclass) with TOML overrides applied, checking names and types."""
+def _line_in_table(source: Path | None, table: str, key: str) -> int | None:
+    """Line of `key = ...` inside the TOML table [table] (or of the table header), for error messages."""
+    if source is None or not source.exists():
+        return None
+    text = source.read_text(encoding="utf-8")
+    header = re.search(rf"^\s*\[{re.escape(table)}\]\s*$", text, re.MULTILINE)
+    if not header:
+        return None
+    following = re.search(rf"^\s*(?:{re.escape(key)}\s*=|\[)", text[header.end():], re.MULTILINE)
+    if following and not following.group(0).lstrip().startswith("["):
+        return text.count("\n", 0, header.end() + following.start()) + 1
+    return text.count("\n", 0, header.start()) + 1
+
+
+def apply_overrides(config: Any, overrides: dict[str, Any], where: str, source: Path | None = None) -> Any:
+    """Return `config` (a frozen dataclass) with TOML overrides applied, checking names and types.
+
+    `where` names the TOML table the overrides come from, `source` the file, for the error messages.
+    """
     known = {f.name: f for f in fields(config)}
     changes = {}
+
+    def error(name: str, message: str) -> BuildError:
+        return BuildError(f"[{where}] {message}", path=source, line=_line_in_table(source, where, name))
+
     for name, value in overrides.items():
         if name not in known:
-            raise BuildError(f"[{where}] has no setting `{name}`; known settings: {', '.join(sorted(known))}")
+            raise error(name, f"has no setting `{name}`; known settings: {', '.join(sorted(known))}")
         current = getattr(config, name)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
-                raise BuildError(f"[{where}] `{name}` must be a table")
-            changes[name] = apply_overrides(current, value, f"{where}.{name}")
+                raise error(name, f"`{name}` must be a table")
+            changes[name] = apply_overrides(current, value, f"{where}.{name}", source)
             continue
         if isinstance(current, tuple):
             value = tuple(value) if isinstance(value, list) else value
@@ -101,6 +122,6 @@ def apply_overrides(config: Any, overrides: dict[str, Any], where: str) -> Any:
         if wanted is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, wanted) or isinstance(value, bool) != isinstance(current, bool):
-            raise BuildError(f"[{where}] `{name}` must be of type {wanted.__name__}, not {value!r}")
+            raise error(name, f"`{name}` must be of type {wanted.__name__}, not {value!r}")
         changes[name] = value
     return dataclasses.replace(config, **changes)

@@ -23,7 +23,12 @@ class Result:
 
 
 def _pyplot():
+    import logging
+
     import matplotlib
+
+    # Fonts are embedded with zeroed timestamps (reproducible bytes), which fontTools warns about.
+    logging.getLogger("fontTools").setLevel(logging.ERROR)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -107,21 +112,21 @@ def scaling_loss_vs_params(scaling: Result):
         curves = draws[:, :1] + draws[:, 1:2] * grid[None, :] ** -draws[:, 2:3]
         low, high = np.percentile(curves, [16, 84], axis=0)
         ax.fill_between(grid, low, high, color="tab:orange", alpha=0.25, linewidth=0, label="fit, 68% band")
+    floor = f"{fit['E']:.2f} + " if fit["floor_identified"] else ""
     ax.plot(grid, fit["E"] + fit["A"] * grid ** -fit["alpha"], color="tab:orange",
-            label=rf"$L = {fit['E']:.2f} + {fit['A']:.1f}\,N^{{-{fit['alpha']:.3f}}}$  ($R^2={fit['r2']:.3f}$)")
+            label=rf"$L = {floor}{fit['A']:.1f}\,N^{{-{fit['alpha']:.3f}}}$  ($R^2={fit['r2']:.3f}$)")
     ax.scatter(n, loss, color="tab:blue", zorder=3, s=14, label="trained models")
     # Count-based n-gram models of the same text place the transformers on a familiar scale.
     baselines = {"bigram": scaling.metrics["ngram_val_loss"]["2"], "trigram": scaling.metrics["ngram_val_loss"]["3"]}
     for name, level in baselines.items():
         ax.axhline(level, color="grey", linestyle=":", linewidth=0.8)
-        ax.annotate(f"{name} counts", (grid[-1], level), xytext=(-2, 2), textcoords="offset points", ha="right",
-                    fontsize=7, color="grey")
+        ax.annotate(f"{name} counts", (grid[0], level), xytext=(3, -9), textcoords="offset points", fontsize=7, color="grey")
     # The axis follows the measurements; a wide band (a poorly constrained fit) is clipped, not allowed to rescale it.
     low_end, high_end = min(loss.min(), *baselines.values()), max(loss.max(), *baselines.values())
     ax.set(xscale="log", yscale="log", xlabel="non-embedding parameters $N$", ylabel="validation loss (nats/char)",
            ylim=(low_end * 0.96, high_end * 1.04), xlim=(grid[0], grid[-1]))
     ax.yaxis.set_minor_formatter(plt.FormatStrFormatter("%.1f"))
-    ax.legend(frameon=False)
+    ax.legend(frameon=False, loc="lower left", bbox_to_anchor=(0.0, 0.08))
     fig.tight_layout()
     return fig
 

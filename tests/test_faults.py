@@ -47,6 +47,9 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], None], list[str]]] = {
     "config value of the wrong type": (
         lambda p: replace_line(p / "report.toml", "experiment_number", 'experiment_number = "one"'),
         [r"report\.toml:\d+:", "experiment_number"]),
+    "experiment setting of the wrong type": (
+        lambda p: replace_line(p / "report.toml", "train_tokens = 40_000", 'train_tokens = "forty thousand"'),
+        [r"report\.toml:\d+:", "train_tokens", "must be of type int"]),
     "config value missing": (
         lambda p: replace_line(p / "report.toml", "student_name", None),
         [r"report\.toml", "student_name"]),

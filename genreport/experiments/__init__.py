@@ -83,7 +83,8 @@ def _run_and_store(name: str, config: ReportConfig, profile: str, device: str, s
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     module = importlib.import_module(f"genreport.experiments.{name}")
     base = module.Config.fast() if profile == "fast" else module.Config()
-    experiment_config = apply_overrides(base, {"seed": config.seed, **config.overrides(profile, name)}, f"profile.{profile}.{name}")
+    experiment_config = apply_overrides(base, {"seed": config.seed, **config.overrides(profile, name)}, f"profile.{profile}.{name}",
+                                        config.source)
     results = module.run(experiment_config, device)
 
     def write(directory: Path) -> None:
