@@ -12,7 +12,7 @@ import json
 import time
 from pathlib import Path
 
-from genreport import cache, paths
+from genreport import cache, interrupts, paths
 
 PLOTS_SOURCE = Path(__file__).with_name("plots.py")
 
@@ -81,7 +81,8 @@ def draw_all(force: bool) -> list[tuple[str, bool, float]]:
         if not force and target.exists() and recorded == [key, cache.file_digest(target)]:
             outcomes.append((name, True, time.perf_counter() - start))
             continue
-        from genreport import plots
+        with interrupts.held():
+            from genreport import plots
 
         figure = getattr(plots, name)(*(load_result(result) for result in inputs[name]))
         save_figure(figure, target, kind)

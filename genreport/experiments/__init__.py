@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from genreport import cache, paths
+from genreport import cache, interrupts, paths
 from genreport.config import ReportConfig, apply_overrides
 
 EXPERIMENTS = ("gan", "vae", "scaling", "diffusion")
@@ -77,11 +77,12 @@ def cache_key(name: str, config: ReportConfig, profile: str, device: str) -> str
 
 
 def _run_and_store(name: str, config: ReportConfig, profile: str, device: str, store: cache.Store, key: str) -> None:
-    import numpy as np  # heavy imports only on the path that trains
-    import torch
+    with interrupts.held():  # heavy imports only on the path that trains
+        import numpy as np
+        import torch
 
+        module = importlib.import_module(f"genreport.experiments.{name}")
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    module = importlib.import_module(f"genreport.experiments.{name}")
     base = module.Config.fast() if profile == "fast" else module.Config()
     experiment_config = apply_overrides(base, {"seed": config.seed, **config.overrides(profile, name)}, f"profile.{profile}.{name}",
                                         config.source)
