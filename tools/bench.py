@@ -60,14 +60,17 @@ def build(project: Path) -> tuple[float, dict[str, tuple[str, float]]]:
 def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         project = copy_project(Path(scratch))
+        for name in ("Makefile", "requirements.txt"):  # so that the no-op is timed as a user runs it: `make pdf`
+            shutil.copy2(ROOT / name, project / name)
+        (project / ".venv").symlink_to(ROOT / ".venv")
         if (ROOT / "build" / "cache").exists():
             shutil.copytree(ROOT / "build" / "cache" / "experiments", project / "build" / "cache" / "experiments")
         wall, stages = build(project)
         print(f"build from cached experiment results: {wall:.1f} s")
 
         tex = project / "build" / "tex"
-        noop_ours, noop_latexmk = timed([sys.executable, "build.py"], project), timed(LATEXMK, tex)
-        print(f"no-op build: {noop_ours:.3f} s vs latexmk no-op {noop_latexmk:.3f} s  "
+        noop_ours, noop_latexmk = timed(["make", "-s", "pdf"], project), timed(LATEXMK, tex)
+        print(f"no-op `make pdf`: {noop_ours:.3f} s vs latexmk no-op {noop_latexmk:.3f} s  "
               f"ratio {noop_ours / noop_latexmk:.2f} (target <= 3, and <= 0.3 s)")
 
         content = project / "report" / "aim.md"
