@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
+import signal
 import sys
 import time
 from contextlib import contextmanager
@@ -106,6 +107,9 @@ def print_summary(summary: list[tuple[str, str, float]], pages: int | None) -> N
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A shell that starts a job in the background makes it ignore SIGINT, and Python then never raises
+    # KeyboardInterrupt; a build must stop cleanly on Ctrl-C however it was started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     args = parse_args(argv)
     start = time.perf_counter()
     try:
