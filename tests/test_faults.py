@@ -68,6 +68,9 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], None], list[str]]] = {
     "character no loaded font has": (
         lambda p: append(p / "report/3-applications.md", "\nChat agents reply with emoji \U0001F600 now.\n"),
         [r"report/3-applications\.md:\d+:", "U\\+1F600"]),
+    "CUDA asked for on a machine without it": (
+        lambda p: shutil.rmtree(p / "build/cache/experiments/diffusion"),
+        ["--device cuda was asked for", "--device cpu"]),
     "LaTeX error inside math": (
         lambda p: append(p / "report/4-scaling.md", "\nThe loss is $\\notamacro{L}$ here.\n"),
         ["LaTeX error", "Undefined control sequence", r"report/4-scaling\.md"]),
@@ -77,9 +80,13 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], None], list[str]]] = {
 @pytest.mark.parametrize("case", BAD_INPUTS)
 def test_bad_input_stops_with_a_clear_error_and_keeps_the_pdf(scratch_project: Path, case: str) -> None:
     breaks, expected = BAD_INPUTS[case]
+    if "CUDA" in case:
+        torch = pytest.importorskip("torch")
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
     before = (scratch_project / "report.pdf").read_bytes()
     breaks(scratch_project)
-    done = build(scratch_project, "--fast")
+    done = build(scratch_project, "--fast", *(["--device", "cuda"] if "CUDA" in case else []))
     assert done.returncode == 1, done.stdout + done.stderr
     assert "Traceback" not in done.stderr, done.stderr
     for pattern in expected:

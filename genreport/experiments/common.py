@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from genreport.errors import BuildError
+
 
 @dataclass
 class Results:
@@ -35,7 +37,8 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device")
+        raise BuildError(f"--device cuda was asked for, but torch {torch.__version__} sees no CUDA device",
+                         hint="run with --device cpu (or auto); a GPU needs an NVIDIA driver and a CUDA build of torch")
     return torch.device(name)
 
 
