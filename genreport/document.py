@@ -402,6 +402,7 @@ def build(config: ReportConfig, force: bool) -> LatexOutcome:
     if not force and paths.REPORT_PDF.exists() and stamp.exists() and stamp.read_text().split() == [key, cache.file_digest(paths.REPORT_PDF)]:
         return LatexOutcome(True, time.perf_counter() - start, None)
     manifest = write_sources(config)
+    print("  typesetting with latexmk (pdflatex, biber)", flush=True)
     run_latexmk()
     built = paths.TEX_DIR / "report.pdf"
     from pypdf import PdfReader

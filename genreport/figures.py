@@ -81,6 +81,7 @@ def draw_all(force: bool) -> list[tuple[str, bool, float]]:
         if not force and target.exists() and recorded == [key, cache.file_digest(target)]:
             outcomes.append((name, True, time.perf_counter() - start))
             continue
+        print(f"  drawing figure {name}", flush=True)
         with interrupts.held():
             from genreport import plots
 

@@ -161,6 +161,17 @@ def test_attention_weights_shown_in_the_figure_are_the_ones_the_model_uses() -> 
     assert torch.allclose(weights.sum(-1), torch.ones(2, 2, 10)) and weights[0, 0, 0, 1:].abs().max() == 0  # causal
 
 
+def test_training_flops_count_forward_and_backward_of_a_linear_layer() -> None:
+    from genreport.experiments.common import TrainingFlops
+
+    layer, flops = torch.nn.Linear(10, 20, bias=False), TrainingFlops()
+    for _ in range(3):
+        with flops.step():
+            layer(torch.randn(4, 10, requires_grad=True)).sum().backward()
+    # forward 2*B*in*out, backward twice that (input and weight gradients), for each of 3 steps
+    assert flops.total == 3 * 3 * 2 * 4 * 10 * 20
+
+
 def test_ngram_baseline_on_random_and_periodic_text() -> None:
     random_text = np.random.default_rng(0).integers(0, 5, 20_000)
     assert ngram_loss(random_text[:16_000], random_text[16_000:], 1, 5) == pytest.approx(np.log(5), abs=0.01)
