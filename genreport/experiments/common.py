@@ -76,10 +76,6 @@ class Stopwatch:
         return time.perf_counter() - self.start
 
 
-def count_params(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 class TrainingFlops:
     """Floating-point operations of a training loop: torch's FlopCounterMode counts the first steps
     (forward, backward, penalties) and every further step is taken to cost their average.
