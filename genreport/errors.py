@@ -13,8 +13,19 @@ class BuildError(Exception):
     def __str__(self) -> str:
         where = ""
         if self.path is not None:
-            where = f"{self.path}:{self.line}: " if self.line else f"{self.path}: "
+            shown = _relative(Path(self.path))
+            where = f"{shown}:{self.line}: " if self.line else f"{shown}: "
         text = f"{where}{self.message}"
         if self.hint:
             text += f"\n  -> {self.hint}"
         return text
+
+
+def _relative(path: Path) -> Path:
+    """Paths inside the project as the student sees them from its root (report/aim.md, not /home/...)."""
+    from genreport.paths import ROOT
+
+    try:
+        return path.resolve().relative_to(ROOT)
+    except ValueError:
+        return path

@@ -99,7 +99,7 @@ def test_error_line_points_at_the_students_line(scratch_project: Path) -> None:
     content = scratch_project / "report/2-architectures.md"
     append(content, "\nAs shown before [@nosuchkey2099].\n")
     done = build(scratch_project, "--fast")
-    assert f"report/2-architectures.md:{line_count(content)}:" in done.stderr
+    assert f"build failed: report/2-architectures.md:{line_count(content)}:" in done.stderr  # relative to the project
 
 
 def test_special_characters_come_out_as_typed(scratch_project: Path) -> None:
