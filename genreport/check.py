@@ -13,7 +13,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from genreport import paths
+from genreport import cache, paths
 
 MIN_PAGES, MAX_PAGES = 10, 30
 MIN_REFERENCES = 15
@@ -120,8 +120,6 @@ VERDICT = paths.CACHE_DIR / "check.verdict"
 
 
 def _verdict_key(pdf: Path, manifest_path: Path) -> str:
-    from genreport import cache
-
     parts = [cache.file_digest(pdf), Path(__file__).read_text(encoding="utf-8")]
     return cache.digest(parts + ([manifest_path.read_text()] if manifest_path.exists() else []))
 
@@ -134,15 +132,14 @@ def main(pdf: Path, quiet: bool = False) -> int:
         print(f"check: {pdf} does not exist; build it with `make pdf`", file=sys.stderr)
         return 1
     key = _verdict_key(pdf, manifest_path)
-    if quiet and VERDICT.exists() and VERDICT.read_text().split()[:1] == [key]:
-        print(f"checklist: {VERDICT.read_text().split()[1]} passed (same PDF as at the last check)")
+    recorded = VERDICT.read_text().split() if VERDICT.exists() else []
+    if quiet and recorded[:1] == [key]:
+        print(f"checklist: {recorded[1]} passed (same PDF as at the last check)")
         return 0
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     items = run_checks(pdf, manifest)
     failed = [item for item in items if not item.ok]
     if not failed and pdf.resolve() == paths.REPORT_PDF.resolve():
-        from genreport import cache
-
         cache.write_atomic(VERDICT, f"{key} {len(items)}/{len(items)}\n".encode())
     if not quiet or failed:
         print(f"\ngrader's checklist for {pdf}:")

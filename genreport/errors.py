@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from genreport.paths import ROOT
+
 
 class BuildError(Exception):
     def __init__(self, message: str, *, path: Path | str | None = None, line: int | None = None, hint: str | None = None) -> None:
@@ -23,8 +25,6 @@ class BuildError(Exception):
 
 def _relative(path: Path) -> Path:
     """Paths inside the project as the student sees them from its root (report/aim.md, not /home/...)."""
-    from genreport.paths import ROOT
-
     try:
         return path.resolve().relative_to(ROOT)
     except ValueError:

@@ -94,7 +94,8 @@ def main() -> None:
                                                    "def attention_map(scaling: Result):\n    # edited\n"))
         wall, after_plot_edit = build(project)
         experiments_rerun = [name for name, (status, _) in after_plot_edit.items() if name.startswith("experiment") and status != "reused"]
-        print(f"one plotting function edited: figures {after_plot_edit['figures (9)'][0]}, "
+        figures_stage = next(name for name in after_plot_edit if name.startswith("figures"))
+        print(f"one plotting function edited: figures {after_plot_edit[figures_stage][0]}, "
               f"experiments rerun: {experiments_rerun or 'none'} ({wall:.1f} s)")
 
     peak = matmul_peak_flops()
@@ -104,7 +105,7 @@ def main() -> None:
     for name, result in results.items():
         print(f"  experiment {name:10s} {result['seconds']:7.1f} s")
     print(f"  experiments total     {sum(r['seconds'] for r in results.values()):7.1f} s (target <= 240)")
-    for stage in ("figures (9)", "latex"):
+    for stage in (next(name for name in stages if name.startswith("figures")), "latex"):
         print(f"  {stage:21s} {stages[stage][1]:7.1f} s")
     print(f"\nfp32 matmul peak measured here ({torch_threads()} threads, 1024x1024): {peak / 1e9:.1f} GFLOP/s")
     for name, result in results.items():
