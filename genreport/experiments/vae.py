@@ -3,6 +3,12 @@
 Likelihood: independent Bernoulli per pixel on grey levels scaled to [0, 1] (binary cross-entropy
 with logits), the usual choice for MNIST VAEs; the ELBO is therefore a bound in nats per image
 under that likelihood, not a density of the 8-bit data.
+
+Two measures keep a 2-D latent space from spending itself on nuisance: digits are deslanted first
+(LeCun et al., 1998), so slant need not be encoded, and the encoder sees its input with half the pixels
+masked (the denoising criterion of Im et al., 2017), which generalises from 4,000 training digits
+better. Together they raised the 5-NN accuracy of the test latent means from about 68% to about 80%
+(seeds and settings measured are in the project's issue notes).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from genreport.experiments.common import (
     resolve_device,
     seed_everything,
 )
-from genreport.experiments.data import load_mnist
+from genreport.experiments.data import Digits, deskew, load_mnist
 
 
 @dataclass(frozen=True)
@@ -32,7 +38,9 @@ class Config:
     batch_size: int = 128
     hidden: int = 512
     latent_dim: int = 2
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
+    deslant: bool = True
+    input_mask_probability: float = 0.5
     kl_warmup_epochs: int = 10
     knn_k: int = 5
     manifold_size: int = 15
@@ -44,9 +52,12 @@ class Config:
 
 
 class VAE(nn.Module):
-    def __init__(self, hidden: int, latent_dim: int) -> None:
+    def __init__(self, hidden: int, latent_dim: int, input_mask_probability: float = 0.0) -> None:
         super().__init__()
-        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, hidden // 2), nn.ReLU())
+        # Dropout on the input is masking noise while training and the identity in eval mode, so every
+        # reported ELBO and latent mean is that of the clean digit.
+        self.encoder = nn.Sequential(nn.Flatten(), nn.Dropout(input_mask_probability), nn.Linear(784, hidden), nn.ReLU(),
+                                     nn.Linear(hidden, hidden // 2), nn.ReLU())
         self.to_mean = nn.Linear(hidden // 2, latent_dim)
         self.to_log_var = nn.Linear(hidden // 2, latent_dim)
         self.decoder = nn.Sequential(
@@ -85,10 +96,13 @@ def run(config: Config, device_name: str = "auto") -> Results:
     clock = Stopwatch()
     seed_everything(config.seed)
     train, test = load_mnist()
-    model = VAE(config.hidden, config.latent_dim).to(device)
+    if config.deslant:
+        train, test = (Digits(deskew(split.images), split.labels) for split in (train, test))
+    model = VAE(config.hidden, config.latent_dim, config.input_mask_probability).to(device)
     optimizer = torch.optim.Adam(model.parameters(), config.learning_rate)
     images = train.images.to(device)
     flops = TrainingFlops()
+    model.train()
     for epoch in tqdm(range(config.epochs), desc="vae", leave=False, disable=None):
         # KL warm-up (Bowman et al., 2016; Sonderby et al., 2016) lets the encoder spread the digits
         # apart before the prior pulls them together.
@@ -120,6 +134,8 @@ def run(config: Config, device_name: str = "auto") -> Results:
         "latent_knn_accuracy": round(accuracy, 4),
         "knn_k": config.knn_k,
         "likelihood": "Bernoulli on grey levels in [0, 1]",
+        "deslanted": config.deslant,
+        "input_mask_probability": config.input_mask_probability,
         "train_images": len(train.labels),
         "test_images": len(test.labels),
         "train_flops": flops.total,
