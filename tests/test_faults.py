@@ -215,6 +215,47 @@ def test_ctrl_c_in_the_middle_of_training_says_what_is_kept(scratch_project: Pat
     assert statuses(done.stdout)["experiment gan"] == "reused" and statuses(done.stdout)["experiment vae"] == "ran"
 
 
+def experiment_workers(project: Path) -> list[int]:
+    """PIDs of Python processes (the experiment workers) whose working directory is the project."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if (entry / "comm").read_text().strip().startswith("python") and Path(os.readlink(entry / "cwd")) == project \
+                    and b"spawn_main" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_worker_killed_from_outside_fails_the_build_clearly(scratch_project: Path) -> None:
+    shutil.rmtree(scratch_project / "build/cache/experiments/gan")
+    shutil.rmtree(scratch_project / "build/cache/experiments/vae")
+    process = start_build(scratch_project, "--fast")
+    wait_for_line(process, "running experiment gan")
+    time.sleep(0.5)
+    workers = experiment_workers(scratch_project)
+    assert workers, "no experiment worker found"
+    os.kill(workers[0], signal.SIGKILL)  # as the kernel's out-of-memory killer would
+    rest, _ = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert "worker process died" in rest and "Traceback" not in rest
+    assert experiment_workers(scratch_project) == []
+
+
+def test_no_worker_outlives_a_build_killed_alone(scratch_project: Path) -> None:
+    shutil.rmtree(scratch_project / "build/cache/experiments/gan")
+    process = start_build(scratch_project, "--fast")
+    wait_for_line(process, "running experiment gan")
+    assert experiment_workers(scratch_project)
+    process.kill()  # the build process only, not its process group
+    process.wait(timeout=60)
+    deadline = time.monotonic() + 10
+    while experiment_workers(scratch_project):
+        assert time.monotonic() < deadline, "an experiment worker outlived the killed build"
+        time.sleep(0.1)
+
+
 def test_sigkill_in_the_middle_of_latex_keeps_the_pdf_and_recovers(scratch_project: Path) -> None:
     before = (scratch_project / "report.pdf").read_bytes()
     append(scratch_project / "report/aim.md", "\nA sentence added before the build was killed.\n")

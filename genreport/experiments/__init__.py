@@ -3,24 +3,37 @@
 A key covers everything a result depends on: the experiment's source and the project modules it
 imports, its profile overrides, the seed, the device and the torch/numpy versions. Computing it needs
 no torch import, so an unchanged build never pays for loading torch.
+
+Stale experiments run in worker processes, one per CPU core, each with one torch thread. One thread
+makes a result independent of the machine's core count (torch's CPU kernels split their sums by
+thread, so 1 and 2 threads give different bits), and these small models use a core better on their
+own than two threads share two cores.
 """
 
 from __future__ import annotations
 
 import ast
+import ctypes
 import importlib
 import importlib.metadata
 import io
 import json
+import multiprocessing
 import os
+import signal
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
 from genreport import cache, interrupts, paths
 from genreport.config import ReportConfig, apply_overrides
+from genreport.errors import BuildError
 
 EXPERIMENTS = ("gan", "vae", "scaling", "diffusion")
+LONGEST_FIRST = ("scaling", "gan", "vae", "diffusion")  # so the last one to finish is a short one
 
 
 @dataclass(frozen=True)
@@ -76,13 +89,15 @@ def cache_key(name: str, config: ReportConfig, profile: str, device: str) -> str
     return cache.digest(parts)
 
 
-def _run_and_store(name: str, config: ReportConfig, profile: str, device: str, store: cache.Store, key: str) -> None:
-    with interrupts.held():  # heavy imports only on the path that trains
-        import numpy as np
-        import torch
+def _run_and_store(name: str, config: ReportConfig, profile: str, device: str, key: str) -> tuple[str, float]:
+    """Runs in a worker process: train, then write the result into the cache. Returns the name and seconds."""
+    start = time.perf_counter()
+    print(f"  running experiment {name} ({profile} profile, {device})", flush=True)
+    import numpy as np
+    import torch
 
-        module = importlib.import_module(f"genreport.experiments.{name}")
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    module = importlib.import_module(f"genreport.experiments.{name}")
+    torch.set_num_threads(1)
     base = module.Config.fast() if profile == "fast" else module.Config()
     experiment_config = apply_overrides(base, {"seed": config.seed, **config.overrides(profile, name)}, f"profile.{profile}.{name}",
                                         config.source)
@@ -94,7 +109,56 @@ def _run_and_store(name: str, config: ReportConfig, profile: str, device: str, s
         np.savez(buffer, **results.arrays)
         (directory / f"{name}.npz").write_bytes(buffer.getvalue())
 
-    store.put(key, write)
+    _store(name).put(key, write)
+    return name, time.perf_counter() - start
+
+
+def _start_worker(progress_lock: object, progress_rows: multiprocessing.Queue, parent: int) -> None:
+    # SIGINT stays blocked here (inherited from the parent, see _run_in_workers): Ctrl-C is the parent's
+    # to handle, and it stops the workers. A worker must not outlive a parent that was killed outright.
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
+    from tqdm import tqdm
+
+    from genreport.experiments.common import PROGRESS_ROW_VARIABLE
+
+    tqdm.set_lock(progress_lock)
+    os.environ[PROGRESS_ROW_VARIABLE] = str(progress_rows.get())
+
+
+def _run_in_workers(tasks: list[tuple[str, ReportConfig, str, str, str]], workers: int,
+                    on_done: Callable[[str, float], None]) -> None:
+    """Run the tasks in `workers` processes, calling on_done(name, seconds) as each finishes.
+
+    A failed experiment, a worker killed from outside, or Ctrl-C stops the build and every worker.
+    """
+    context = multiprocessing.get_context("spawn")  # a forked child could inherit locks held by the parent's threads
+    rows = context.Queue()
+    for row in range(workers):
+        rows.put(row)
+    executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                                   initargs=(context.RLock(), rows, os.getpid()))
+    finished = False
+    try:
+        with interrupts.held():  # submit starts the workers: they begin with SIGINT blocked and keep it so
+            futures = [executor.submit(_run_and_store, *task) for task in tasks]
+        for future in as_completed(futures):
+            try:
+                on_done(*future.result())
+            except BrokenProcessPool:
+                raise BuildError("an experiment's worker process died (killed from outside, or out of memory)",
+                                 hint="run the build again; finished experiments are cached") from None
+        finished = True
+    finally:
+        if not finished:
+            for worker in multiprocessing.active_children():
+                worker.kill()
+        executor.shutdown(wait=finished, cancel_futures=True)
+
+
+def _store(name: str) -> cache.Store:
+    return cache.Store(paths.CACHE_DIR / "experiments" / name)
 
 
 def publish(entry: Path, name: str) -> None:
@@ -107,18 +171,32 @@ def publish(entry: Path, name: str) -> None:
 
 def run_all(config: ReportConfig, profile: str, device: str, forced: set[str]) -> list[Outcome]:
     device = resolve_device_name(device)
-    outcomes = []
+    outcomes: dict[str, Outcome] = {}
+    stale: dict[str, str] = {}
     for name in EXPERIMENTS:
-        store = cache.Store(paths.CACHE_DIR / "experiments" / name)
+        start = time.perf_counter()
+        store = _store(name)
         store.prune_partials()
         key = cache_key(name, config, profile, device)
         entry = None if name in forced else store.get(key)
-        reused = entry is not None
-        start = time.perf_counter()
-        if not reused:
-            print(f"  running experiment {name} ({profile} profile, {device})", flush=True)
-            _run_and_store(name, config, profile, device, store, key)
-            entry = store.entry(key)
+        if entry is None:
+            stale[name] = key
+            continue
         publish(entry, name)
-        outcomes.append(Outcome(name, key, reused, time.perf_counter() - start))
-    return outcomes
+        outcomes[name] = Outcome(name, key, True, time.perf_counter() - start)
+    if stale:
+        tasks = [(name, config, profile, device, stale[name]) for name in LONGEST_FIRST if name in stale]
+        # One GPU is best given to one experiment at a time; on the CPU each worker takes a core.
+        workers = min(len(tasks), os.cpu_count() or 1) if device == "cpu" else 1
+
+        def finished(name: str, seconds: float) -> None:
+            publish(_store(name).entry(stale[name]), name)
+            outcomes[name] = Outcome(name, stale[name], False, seconds)
+            print(f"  experiment {name} done in {seconds:.1f} s", flush=True)
+
+        start = time.perf_counter()
+        _run_in_workers(tasks, workers, finished)
+        # For `make bench`: the experiments overlap, so the stage's wall time is not the sum of theirs.
+        record = {"ran": sorted(stale), "workers": workers, "profile": profile, "wall_seconds": round(time.perf_counter() - start, 2)}
+        (paths.CACHE_DIR / "experiments" / "last_run.json").write_text(json.dumps(record) + "\n")
+    return [outcomes[name] for name in EXPERIMENTS]

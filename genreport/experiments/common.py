@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import os
 import platform
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from genreport.errors import BuildError
+
+PROGRESS_ROW_VARIABLE = "GENREPORT_PROGRESS_ROW"
 
 
 @dataclass
@@ -24,6 +28,11 @@ class Results:
 
     metrics: dict[str, Any]
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def progress(steps: Iterable[int], description: str) -> tqdm:
+    """A progress bar on a terminal (none in a log), on the terminal row of the worker that runs the experiment."""
+    return tqdm(steps, desc=description, leave=False, disable=None, position=int(os.environ.get(PROGRESS_ROW_VARIABLE, "0")))
 
 
 def seed_everything(seed: int) -> torch.Generator:

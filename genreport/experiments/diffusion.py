@@ -12,13 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from genreport.experiments.common import (
     Results,
     Stopwatch,
     TrainingFlops,
     configure_torch,
+    progress,
     provenance,
     resolve_device,
     seed_everything,
@@ -77,7 +77,7 @@ def run(config: Config, device_name: str = "auto") -> Results:
     optimizer = torch.optim.Adam(model.parameters(), config.learning_rate)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.train_steps)
     flops = TrainingFlops()
-    for _ in tqdm(range(config.train_steps), desc="diffusion", leave=False, disable=None):
+    for _ in progress(range(config.train_steps), "diffusion"):
         with flops.step():
             x0 = sample_ring(config.batch_size, data_rng).to(device)
             t = torch.randint(0, config.diffusion_steps, (config.batch_size,), device=device)

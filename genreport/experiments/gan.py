@@ -20,13 +20,13 @@ import scipy.linalg
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from genreport.experiments.common import (
     Results,
     Stopwatch,
     TrainingFlops,
     configure_torch,
+    progress,
     provenance,
     resolve_device,
     seed_everything,
@@ -130,7 +130,7 @@ def train_ring_gans(cfg: RingConfig, device: torch.device) -> tuple[list[dict], 
 
     # Losses are summed over members (each member's mean over its batch), so every member gets the
     # gradient it would get training alone.
-    for step in tqdm(range(cfg.steps), desc=f"gan ring x{len(cfg.seeds)} seeds", leave=False, disable=None):
+    for step in progress(range(cfg.steps), f"gan ring x{len(cfg.seeds)} seeds"):
         with flops.step():
             # Lazy R1 (Karras et al., 2020): the penalty, scaled up, every few steps, saving its second backward pass.
             regularise = step % cfg.r1_every == 0
@@ -243,7 +243,7 @@ def train_mnist_gan(cfg: MnistConfig, seed: int, device: torch.device) -> tuple[
     opt_d = torch.optim.Adam(disc.parameters(), cfg.learning_rate, betas=(0.5, 0.999))
     images = train.images.to(device)
     flops = TrainingFlops()
-    for _ in tqdm(range(cfg.steps), desc="gan mnist", leave=False, disable=None):
+    for _ in progress(range(cfg.steps), "gan mnist"):
         with flops.step():
             real = images[torch.randint(0, len(images), (cfg.batch_size,), device=device)]
             fake = gen(torch.randn(cfg.batch_size, cfg.latent_dim, device=device))

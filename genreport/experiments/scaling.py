@@ -15,13 +15,13 @@ import scipy.optimize
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from genreport.experiments.common import (
     Results,
     Stopwatch,
     TrainingFlops,
     configure_torch,
+    progress,
     provenance,
     resolve_device,
     seed_everything,
@@ -156,7 +156,7 @@ def train_model(size: ModelSize, vocab: int, train: torch.Tensor, validation: to
     curve: list[dict] = []
     clock = Stopwatch()
     flops = TrainingFlops()
-    for step in tqdm(range(1, steps + 1), desc=f"gpt L{size.layers} d{size.width}", leave=False, disable=None):
+    for step in progress(range(1, steps + 1), f"gpt L{size.layers} d{size.width}"):
         with flops.step():
             inputs, targets = _batch(train, config.batch_size, config.context, data_rng)
             loss = F.cross_entropy(model(inputs.to(device)).flatten(0, 1), targets.to(device).flatten())

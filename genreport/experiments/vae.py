@@ -6,9 +6,9 @@ under that likelihood, not a density of the 8-bit data.
 
 Two measures keep a 2-D latent space from spending itself on nuisance: digits are deslanted first
 (LeCun et al., 1998), so slant need not be encoded, and the encoder sees its input with half the pixels
-masked (the denoising criterion of Im et al., 2017), which generalises from 4,000 training digits
-better. Together they raised the 5-NN accuracy of the test latent means from about 68% to about 80%
-(seeds and settings measured are in the project's issue notes).
+masked (the denoising criterion of Im et al., 2017), which generalises better from 4,000 training
+digits. With a wider network they raised the 5-NN accuracy of the test latent means from 68% to
+80.4-82.9% over seeds 0-4 (the settings tried are in the project's issue notes).
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from genreport.experiments.common import (
     Results,
     Stopwatch,
     TrainingFlops,
     configure_torch,
+    progress,
     provenance,
     resolve_device,
     seed_everything,
@@ -36,9 +36,9 @@ from genreport.experiments.data import Digits, deskew, load_mnist
 class Config:
     epochs: int = 40
     batch_size: int = 128
-    hidden: int = 512
+    hidden: int = 1024
     latent_dim: int = 2
-    learning_rate: float = 2e-3
+    learning_rate: float = 1e-3
     deslant: bool = True
     input_mask_probability: float = 0.5
     kl_warmup_epochs: int = 10
@@ -103,7 +103,7 @@ def run(config: Config, device_name: str = "auto") -> Results:
     images = train.images.to(device)
     flops = TrainingFlops()
     model.train()
-    for epoch in tqdm(range(config.epochs), desc="vae", leave=False, disable=None):
+    for epoch in progress(range(config.epochs), "vae"):
         # KL warm-up (Bowman et al., 2016; Sonderby et al., 2016) lets the encoder spread the digits
         # apart before the prior pulls them together.
         kl_weight = min(1.0, (epoch + 1) / config.kl_warmup_epochs) if config.kl_warmup_epochs else 1.0
