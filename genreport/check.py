@@ -32,8 +32,17 @@ def normalise(text: str) -> str:
     return re.sub(r"[^0-9a-z]", "", text.lower())
 
 
-def pdf_text(reader) -> str:
-    return "\n".join(page.extract_text() or "" for page in reader.pages)
+def pdf_text(pdf: Path) -> str:
+    """The text of every page, extracted by PDFium: pypdf's pure-Python extractor took 0.3 s, an eighth of
+    a rebuild after a one-sentence edit; PDFium takes 0.05 s. (The tests read the PDF with pypdf, a
+    second, independent extractor.)"""
+    import pypdfium2
+
+    document = pypdfium2.PdfDocument(pdf)
+    try:
+        return "\n".join(document[index].get_textpage().get_text_range() for index in range(len(document))).replace("\r\n", "\n")
+    finally:
+        document.close()
 
 
 def font_problems(reader) -> list[str]:
@@ -71,7 +80,7 @@ def run_checks(pdf: Path, manifest: dict) -> list[Item]:
         pages = len(reader.pages)
     except (OSError, PdfReadError) as error:
         return [Item("PDF opens", False, str(error))]
-    text = pdf_text(reader)
+    text = pdf_text(pdf)
     flat = normalise(text)
     items = [Item("PDF opens", True, f"{pages} pages"),
              Item(f"{MIN_PAGES} to {MAX_PAGES} pages", MIN_PAGES <= pages <= MAX_PAGES, f"{pages} pages")]

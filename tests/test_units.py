@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from genreport import cache
+from genreport.check import pdf_text
 from genreport.config import apply_overrides, load
 from genreport.document import check_characters, check_references, read_text
 from genreport.errors import BuildError
@@ -212,6 +213,21 @@ def test_knn_accuracy() -> None:
     labels = torch.tensor([0, 0, 1, 1])
     assert knn_accuracy(points, labels, torch.tensor([[0.05, 0], [5, 5.1]]), torch.tensor([0, 1]), k=1) == 1.0
     assert knn_accuracy(points, labels, torch.tensor([[0.05, 0]]), torch.tensor([1]), k=1) == 0.0
+
+
+def test_pdf_text_sees_what_the_checklist_looks_for(tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with matplotlib.rc_context({"pdf.fonttype": 42}):
+        figure = plt.figure()
+        figure.text(0.1, 0.6, "EXPERIMENT 1")
+        figure.text(0.1, 0.4, "See Figure ?? and a broken \ufffd character")
+        figure.savefig(tmp_path / "page.pdf")
+    text = pdf_text(tmp_path / "page.pdf")
+    assert "EXPERIMENT 1\n" in text and "Figure ??" in text and "\ufffd" in text and "\r" not in text
 
 
 # --- figures ----------------------------------------------------------------------------------
