@@ -21,6 +21,7 @@ import json
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -34,6 +35,7 @@ from genreport.errors import BuildError
 
 EXPERIMENTS = ("gan", "vae", "scaling", "diffusion")
 LONGEST_FIRST = ("scaling", "gan", "vae", "diffusion")  # so the last one to finish is a short one
+TORCH_THREADS = 1  # per experiment, whatever the machine: see the module docstring
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ def cache_key(name: str, config: ReportConfig, profile: str, device: str) -> str
         json.dumps(config.overrides(profile, name), sort_keys=True),
         f"seed={config.seed}",
         f"device={device}",
+        f"torch_threads={TORCH_THREADS}",
         f"torch={importlib.metadata.version('torch')}",
         f"numpy={importlib.metadata.version('numpy')}",
     ]
@@ -97,7 +100,7 @@ def _run_and_store(name: str, config: ReportConfig, profile: str, device: str, k
     import torch
 
     module = importlib.import_module(f"genreport.experiments.{name}")
-    torch.set_num_threads(1)
+    torch.set_num_threads(TORCH_THREADS)
     base = module.Config.fast() if profile == "fast" else module.Config()
     experiment_config = apply_overrides(base, {"seed": config.seed, **config.overrides(profile, name)}, f"profile.{profile}.{name}",
                                         config.source)
@@ -116,9 +119,10 @@ def _run_and_store(name: str, config: ReportConfig, profile: str, device: str, k
 def _start_worker(progress_lock: object, progress_rows: multiprocessing.Queue, parent: int) -> None:
     # SIGINT stays blocked here (inherited from the parent, see _run_in_workers): Ctrl-C is the parent's
     # to handle, and it stops the workers. A worker must not outlive a parent that was killed outright.
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:
-        os._exit(1)
+    if sys.platform == "linux":  # elsewhere an orphaned worker finishes its experiment and then exits
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os._exit(1)
     from tqdm import tqdm
 
     from genreport.experiments.common import PROGRESS_ROW_VARIABLE
