@@ -70,13 +70,11 @@ def run(args: argparse.Namespace) -> int:
         from genreport import experiments
 
         forced = set(EXPERIMENTS) if force in ("all", "experiments") else {force} & set(EXPERIMENTS)
-        start = time.perf_counter()
-        outcomes = experiments.run_all(cfg, profile, args.device, forced)
-        for outcome in outcomes:
+        stage = experiments.run_all(cfg, profile, args.device, forced)
+        for outcome in stage.experiments:
             summary.append((f"experiment {outcome.name}", "reused" if outcome.reused else "ran", outcome.seconds))
-        if not all(outcome.reused for outcome in outcomes):
-            # They run side by side, so the stage takes less than the sum of their times.
-            summary.append(("experiments, wall clock", "", time.perf_counter() - start))
+        if stage.wall_seconds is not None:
+            summary.append(("experiments, wall clock", "", stage.wall_seconds))
         if last >= 1:
             from genreport import figures
 

@@ -188,7 +188,7 @@ def pandoc_to_latex(path: Path, markdown: str) -> Converted:
     command = [pypandoc.get_pandoc_path(), "--from=markdown-raw_tex-raw_html", "--to=latex", "--biblatex",
                "--wrap=preserve", "--top-level-division=section", f"--lua-filter={filter_file}"]
     key = cache.digest([*command, importlib.metadata.version("pypandoc-binary"), filter_file.read_text(encoding="utf-8"), markdown])
-    cached = paths.CACHE_DIR / "pandoc" / f"{key}.json"
+    cached = paths.PANDOC_CACHE_DIR / f"{key}.json"
     try:
         stored = json.loads(cached.read_text())
         return Converted(stored["latex"], stored["captions"], cached)
@@ -308,7 +308,7 @@ def write_sources(config: ReportConfig) -> dict[str, Any]:
         sections[path.stem.split("-")[-1]] = f"% source: {path.relative_to(paths.ROOT)}\n" + converted.latex
         captions += converted.captions
         conversions.add(converted.cache_file)
-    for stale in set((paths.CACHE_DIR / "pandoc").glob("*")) - conversions:  # earlier versions of the text
+    for stale in set(paths.PANDOC_CACHE_DIR.glob("*")) - conversions:  # earlier versions of the text
         stale.unlink(missing_ok=True)
 
     title = {field: escape_latex(str(value)) for field, value in vars(config.title_block).items()}

@@ -17,7 +17,7 @@ from genreport.config import apply_overrides, load
 from genreport.document import check_characters, check_references, read_text
 from genreport.errors import BuildError
 from genreport.experiments import project_sources
-from genreport.experiments.data import deskew, ring_centers, ring_metrics
+from genreport.experiments.data import deslant, ring_centers, ring_metrics
 from genreport.experiments.gan import RingConfig, frechet_distance
 from genreport.experiments.scaling import fit_power_law, ngram_loss
 from genreport.experiments.vae import knn_accuracy
@@ -188,7 +188,7 @@ def test_frechet_distance_zero_for_same_set_and_positive_for_shift() -> None:
     assert frechet_distance(a, a + 3) == pytest.approx(36, rel=0.01)
 
 
-def test_deskew_makes_a_slanted_stroke_upright_and_keeps_an_upright_one() -> None:
+def test_deslant_makes_a_slanted_stroke_upright_and_keeps_an_upright_one() -> None:
     def stroke(slant: float) -> torch.Tensor:
         image = torch.zeros(1, 1, 28, 28)
         for row in range(6, 22):
@@ -202,10 +202,10 @@ def test_deskew_makes_a_slanted_stroke_upright_and_keeps_an_upright_one() -> Non
 
     slanted = stroke(-0.5)
     assert column_spread(slanted) > 2.0
-    assert column_spread(deskew(slanted)) < 0.5  # what is left is the rounding of the drawn stroke
+    assert column_spread(deslant(slanted)) < 0.5  # what is left is the rounding of the drawn stroke
     upright_and_centred = torch.zeros(1, 1, 28, 28)
     upright_and_centred[0, 0, 6:22, 13:15] = 1.0
-    assert torch.allclose(deskew(upright_and_centred), upright_and_centred, atol=1e-5)
+    assert torch.allclose(deslant(upright_and_centred), upright_and_centred, atol=1e-5)
 
 
 def test_knn_accuracy() -> None:

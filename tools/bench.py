@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from genreport import paths
 from tests.conftest import copy_project
 
 
@@ -107,12 +108,12 @@ def main() -> None:
     for name, result in results.items():
         print(f"  experiment {name:10s} {result['seconds']:7.1f} s")
     print(f"  experiments, summed   {sum(r['seconds'] for r in results.values()):7.1f} s (they run side by side, one per core)")
-    last_run = ROOT / "build" / "cache" / "experiments" / "last_run.json"
-    stage = json.loads(last_run.read_text()) if last_run.exists() else {}
-    if stage.get("profile") == "default" and len(stage.get("ran", [])) == len(results):
-        print(f"  experiment stage      {stage['wall_seconds']:7.1f} s wall clock, {stage['workers']} workers (target <= 240)")
+    record = json.loads(paths.EXPERIMENT_STAGE_RECORD.read_text()) if paths.EXPERIMENT_STAGE_RECORD.exists() else {}
+    if record.get("profile") == "default" and len(record.get("ran", [])) == len(results):
+        print(f"  experiment stage      {record['wall_seconds']:7.1f} s wall clock, {record['workers']} workers (target <= 240)")
     else:
-        print("  experiment stage      wall clock unknown: the last build did not run all experiments (`make clean pdf`)")
+        print("  experiment stage      wall clock unknown: the last build did not run every experiment "
+              "(`python build.py --force experiments`)")
     for stage in (next(name for name in stages if name.startswith("figures")), "latex"):
         print(f"  {stage:21s} {stages[stage][1]:7.1f} s")
     print(f"\nfp32 matmul peak measured here (1024x1024): {peak / 1e9:.1f} GFLOP/s with 1 thread, "

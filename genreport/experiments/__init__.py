@@ -46,6 +46,12 @@ class Outcome:
     seconds: float
 
 
+@dataclass(frozen=True)
+class StageOutcome:
+    experiments: list[Outcome]
+    wall_seconds: float | None  # None when every result was reused; otherwise less than the sum, as they overlap
+
+
 def _module_path(module: str) -> Path:
     return paths.ROOT / Path(*module.split(".")).with_suffix(".py")
 
@@ -162,7 +168,7 @@ def _run_in_workers(tasks: list[tuple[str, ReportConfig, str, str, str]], worker
 
 
 def _store(name: str) -> cache.Store:
-    return cache.Store(paths.CACHE_DIR / "experiments" / name)
+    return cache.Store(paths.EXPERIMENT_CACHE_DIR / name)
 
 
 def publish(entry: Path, name: str) -> None:
@@ -173,7 +179,7 @@ def publish(entry: Path, name: str) -> None:
             cache.copy_atomic(source, target)
 
 
-def run_all(config: ReportConfig, profile: str, device: str, forced: set[str]) -> list[Outcome]:
+def run_all(config: ReportConfig, profile: str, device: str, forced: set[str]) -> StageOutcome:
     device = resolve_device_name(device)
     outcomes: dict[str, Outcome] = {}
     stale: dict[str, str] = {}
@@ -188,19 +194,20 @@ def run_all(config: ReportConfig, profile: str, device: str, forced: set[str]) -
             continue
         publish(entry, name)
         outcomes[name] = Outcome(name, key, True, time.perf_counter() - start)
-    if stale:
-        tasks = [(name, config, profile, device, stale[name]) for name in LONGEST_FIRST if name in stale]
-        # One GPU is best given to one experiment at a time; on the CPU each worker takes a core.
-        workers = min(len(tasks), os.cpu_count() or 1) if device == "cpu" else 1
+    if not stale:
+        return StageOutcome([outcomes[name] for name in EXPERIMENTS], None)
+    tasks = [(name, config, profile, device, stale[name]) for name in LONGEST_FIRST if name in stale]
+    # One GPU is best given to one experiment at a time; on the CPU each worker takes a core.
+    workers = min(len(tasks), os.cpu_count() or 1) if device == "cpu" else 1
 
-        def finished(name: str, seconds: float) -> None:
-            publish(_store(name).entry(stale[name]), name)
-            outcomes[name] = Outcome(name, stale[name], False, seconds)
-            print(f"  experiment {name} done in {seconds:.1f} s", flush=True)
+    def finished(name: str, seconds: float) -> None:
+        publish(_store(name).entry(stale[name]), name)
+        outcomes[name] = Outcome(name, stale[name], False, seconds)
+        print(f"  experiment {name} done in {seconds:.1f} s", flush=True)
 
-        start = time.perf_counter()
-        _run_in_workers(tasks, workers, finished)
-        # For `make bench`: the experiments overlap, so the stage's wall time is not the sum of theirs.
-        record = {"ran": sorted(stale), "workers": workers, "profile": profile, "wall_seconds": round(time.perf_counter() - start, 2)}
-        (paths.CACHE_DIR / "experiments" / "last_run.json").write_text(json.dumps(record) + "\n")
-    return [outcomes[name] for name in EXPERIMENTS]
+    start = time.perf_counter()
+    _run_in_workers(tasks, workers, finished)
+    wall_seconds = time.perf_counter() - start
+    record = {"ran": sorted(stale), "workers": workers, "profile": profile, "wall_seconds": round(wall_seconds, 2)}
+    cache.write_atomic(paths.EXPERIMENT_STAGE_RECORD, (json.dumps(record) + "\n").encode())  # read by `make bench`
+    return StageOutcome([outcomes[name] for name in EXPERIMENTS], wall_seconds)

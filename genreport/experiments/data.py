@@ -52,7 +52,7 @@ def load_mnist(test_per_class: int = 100) -> tuple[Digits, Digits]:
     return subset(~test_mask), subset(test_mask)
 
 
-def deskew(images: torch.Tensor) -> torch.Tensor:
+def deslant(images: torch.Tensor) -> torch.Tensor:
     """Shear each digit so that the principal axis of its ink is vertical (LeCun et al., 1998, "deslanting").
 
     The shear comes from the second moments of the grey levels and is applied about the centre of mass,

@@ -29,7 +29,7 @@ from genreport.experiments.common import (
     resolve_device,
     seed_everything,
 )
-from genreport.experiments.data import Digits, deskew, load_mnist
+from genreport.experiments.data import Digits, deslant, load_mnist
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def run(config: Config, device_name: str = "auto") -> Results:
     seed_everything(config.seed)
     train, test = load_mnist()
     if config.deslant:
-        train, test = (Digits(deskew(split.images), split.labels) for split in (train, test))
+        train, test = (Digits(deslant(split.images), split.labels) for split in (train, test))
     model = VAE(config.hidden, config.latent_dim, config.input_mask_probability).to(device)
     optimizer = torch.optim.Adam(model.parameters(), config.learning_rate)
     images = train.images.to(device)
