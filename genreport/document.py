@@ -37,6 +37,7 @@ class LatexOutcome:
     reused: bool
     seconds: float
     pages: int | None
+    tex: typeset.TexOutcome | None = None  # what the TeX runs did and why (None when reused)
 
 
 def _load_pdf_readers() -> None:
@@ -52,13 +53,13 @@ def build(config: ReportConfig, force: bool) -> LatexOutcome:
         return LatexOutcome(True, time.perf_counter() - start, None)
     body = content.convert(config)
     typeset.write_sources(body, config, content.UNICODE_LATEX)
-    print("  typesetting with latexmk (pdflatex, biber)", flush=True)
+    print("  typesetting (pdflatex with the precompiled preamble, biber when citations changed)", flush=True)
     # TeX keeps one core busy; the other loads the PDF readers that the page count and the checklist use
     # (0.1 s, a twentieth of a rebuild after a one-sentence edit).
     preload = threading.Thread(target=_load_pdf_readers)
     preload.start()
     try:
-        typeset.run_latexmk()
+        tex = typeset.run_tex()
     finally:
         preload.join()
     built = paths.TEX_DIR / "report.pdf"
@@ -72,4 +73,4 @@ def build(config: ReportConfig, force: bool) -> LatexOutcome:
     shutil.copyfile(built, tmp)
     os.replace(tmp, paths.REPORT_PDF)
     cache.write_atomic(stamp, f"{key} {cache.file_digest(paths.REPORT_PDF)}\n".encode())
-    return LatexOutcome(False, time.perf_counter() - start, pages)
+    return LatexOutcome(False, time.perf_counter() - start, pages, tex)

@@ -1,4 +1,4 @@
-"""LaTeX -> PDF: the template, build/tex, latexmk, and what its log says.
+"""LaTeX -> PDF: the template, build/tex, the TeX runs (genreport/texrun.py), and what the log says.
 
 Takes the LaTeX body that genreport/content.py made; knows nothing about Markdown, Jinja numbers or
 pandoc. Errors and warnings point back at the student's content file through the `% source:` markers
@@ -7,15 +7,14 @@ that each section starts with.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from genreport import cache, paths
+from genreport import cache, diagrams, paths, texformat, texrun
 from genreport.config import ReportConfig
 from genreport.errors import BuildError
 
@@ -84,7 +83,7 @@ def write_sources(body: Body, config: ReportConfig, unicode_latex: dict[str, str
     if not tex_file.exists() or tex_file.read_text() != document:  # untouched sources let latexmk skip its runs
         cache.write_atomic(tex_file, document.encode())
     _sync_dir(paths.FIGURES_DIR, tex_dir / "figures")
-    _sync_dir(paths.TEMPLATES_DIR / "diagrams", tex_dir / "diagrams")
+    _sync_dir(paths.TEMPLATES_DIR / "diagrams", tex_dir / diagrams.SOURCE_DIR)  # typeset by genreport/diagrams.py
     target = tex_dir / body.bibliography.name
     if not target.exists() or cache.file_digest(target) != cache.file_digest(body.bibliography):
         cache.copy_atomic(body.bibliography, target)
@@ -101,30 +100,21 @@ def _sync_dir(source: Path, target: Path) -> None:
             cache.copy_atomic(source / name, target / name)
 
 
-def run_latexmk() -> None:
-    env = {
-        **os.environ,
-        # Untrusted sources: no shell escape, and TeX may read and write only inside build/tex.
-        "shell_escape": "f", "openout_any": "p", "openin_any": "p",
-        "SOURCE_DATE_EPOCH": source_date_epoch(), "FORCE_SOURCE_DATE": "1", "max_print_line": "10000",
-    }
-    # coreutils `timeout` holds the whole TeX process tree in its own process group and kills all of it
-    # at the limit, even if this Python process is gone; and if this process dies (Ctrl-C, SIGKILL),
-    # the kernel sends `timeout` SIGTERM (util-linux setpriv's parent-death signal), which it passes on
-    # to the tree, so no TeX run outlives a build.
-    command = ["setpriv", "--pdeathsig", "TERM", "timeout", "--signal=KILL", str(LATEX_TIMEOUT_S),
-               "latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error",
-               "-pdflatex=pdflatex -no-shell-escape %O %S", "-silent", "report.tex"]
-    process = subprocess.Popen(command, cwd=paths.TEX_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
-    output, _ = process.communicate()
-    if process.returncode in (124, -signal.SIGKILL, 128 + signal.SIGKILL):
-        raise BuildError(f"LaTeX did not finish within {LATEX_TIMEOUT_S} s (a macro that never ends?)",
-                         path=paths.TEX_DIR / "report.log", hint="look for a recursive definition in your content") from None
-    (paths.TEX_DIR / "latexmk.out").write_text(output)
-    if process.returncode != 0:
-        raise latex_failure()
+@dataclass(frozen=True)
+class TexOutcome:
+    preamble: texformat.FormatOutcome
+    diagrams: list[diagrams.DiagramOutcome]
+    passes: texrun.PassesOutcome
+
+
+def run_tex() -> TexOutcome:
+    """Typeset build/tex/report.tex: the preamble's format and the diagrams when they changed, then the passes."""
+    runner = texrun.Runner(paths.TEX_DIR, source_date_epoch(), LATEX_TIMEOUT_S)
+    preamble = texformat.ensure(runner)
+    drawn = diagrams.ensure(runner, preamble.key)
+    passes = texrun.typeset(runner, texformat.NAME, latex_failure)
     check_log(paths.TEX_DIR / "report.log")
+    return TexOutcome(preamble, drawn, passes)
 
 
 def latex_failure() -> BuildError:

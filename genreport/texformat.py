@@ -1,0 +1,102 @@
+"""The report's preamble, compiled once into a pdfTeX format and loaded by every pass instead of read again.
+
+Loading the packages of the preamble takes about a third of a pdflatex pass. `pdftex -ini` with
+`mylatexformat.ltx` runs the preamble of build/tex/report.tex (whatever the template made of it) up to
+`\\begin{document}` and dumps TeX's memory into build/tex/preamble.fmt; a pass started with
+`-fmt=preamble` skips the preamble and starts at `\\begin{document}`. The format is keyed by the
+preamble's text and the TeX installation (pdfTeX's version, the LaTeX format it starts from, and
+mylatexformat itself), and its digest is checked before each use, so a stale or damaged format is
+rebuilt, never loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from functools import cache as memoise
+from pathlib import Path
+
+from genreport import cache
+from genreport.errors import BuildError
+from genreport.texrun import JOB, Runner
+
+NAME = "preamble"  # build/tex/preamble.fmt, found by pdflatex in its working directory
+STAMP = f"{NAME}.fmt.json"
+BEGIN_DOCUMENT = "\\begin{document}"
+
+
+@dataclass(frozen=True)
+class FormatOutcome:
+    key: str
+    rebuilt: bool
+    why: str  # why it was rebuilt, or that its key matched
+
+
+def preamble_of(document: str, source: Path) -> str:
+    """Everything before the line `\\begin{document}`, which mylatexformat stops at."""
+    lines = document.splitlines(keepends=True)
+    for number, line in enumerate(lines):
+        if line.strip() == BEGIN_DOCUMENT:
+            return "".join(lines[:number])
+    raise BuildError(f"no line that is only {BEGIN_DOCUMENT}", path=source,
+                     hint="the template must start the document on a line of its own")
+
+
+@memoise
+def tex_installation() -> dict[str, str]:
+    """What of the TeX installation a format depends on; a TeX Live update changes one of these."""
+    def found(name: str) -> str:
+        done = subprocess.run(["kpsewhich", "-engine=pdftex", name], capture_output=True, text=True, check=False)
+        path = done.stdout.strip()
+        return cache.file_digest(Path(path)) if path else "missing"
+
+    version = subprocess.run(["pdftex", "--version"], capture_output=True, text=True, check=False).stdout.splitlines()
+    return {"pdftex": version[0] if version else "unknown", "pdflatex.fmt": found("pdflatex.fmt"),
+            "mylatexformat.ltx": found("mylatexformat.ltx")}
+
+
+def _reason(recorded: dict, preamble_digest: str, installation: dict[str, str], tex_dir: Path) -> str | None:
+    """Why the recorded format cannot be used, or None when it can."""
+    fmt = tex_dir / f"{NAME}.fmt"
+    if not recorded or not fmt.exists():
+        return "no format built yet"
+    if recorded.get("preamble") != preamble_digest:
+        return "the preamble changed (templates/report.tex.j2 or report.toml's title block)"
+    changed = [name for name, value in installation.items() if recorded.get("installation", {}).get(name) != value]
+    if changed:
+        return f"the TeX installation changed ({', '.join(changed)})"
+    if cache.file_digest(fmt) != recorded.get("digest"):
+        return "the format file was damaged (its digest does not match), so it was rebuilt"
+    return None
+
+
+def ensure(runner: Runner) -> FormatOutcome:
+    """Build build/tex/preamble.fmt from build/tex/report.tex's preamble unless the one there is current."""
+    tex_dir = runner.tex_dir
+    source = tex_dir / f"{JOB}.tex"
+    preamble_digest = cache.digest([preamble_of(source.read_text(), source)])
+    installation = tex_installation()
+    key = cache.digest([preamble_digest, json.dumps(installation, sort_keys=True)])
+    stamp = tex_dir / STAMP
+    try:
+        recorded = json.loads(stamp.read_text()) if stamp.exists() else {}
+    except ValueError:
+        recorded = {}
+    why = _reason(recorded, preamble_digest, installation, tex_dir)
+    if why is None:
+        return FormatOutcome(key, False, "preamble and TeX installation unchanged (key matched)")
+    stamp.unlink(missing_ok=True)
+    building = f"{NAME}-ini"
+    log = tex_dir / f"{building}.log"
+    done = runner.run(["pdftex", "-ini", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error",
+                       f"-jobname={building}", "&pdflatex", "mylatexformat.ltx", f"{JOB}.tex"], log)
+    built = tex_dir / f"{building}.fmt"
+    if done.returncode != 0 or not built.exists():
+        raise BuildError("LaTeX failed in the preamble, while precompiling it", path=log,
+                         hint="the preamble comes from templates/report.tex.j2; the log names the failing line")
+    os.replace(built, tex_dir / f"{NAME}.fmt")
+    record = {"preamble": preamble_digest, "installation": installation, "digest": cache.file_digest(tex_dir / f"{NAME}.fmt")}
+    cache.write_atomic(stamp, json.dumps(record, indent=1).encode())
+    return FormatOutcome(key, True, why)

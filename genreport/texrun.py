@@ -1,0 +1,136 @@
+"""Running TeX for the build: one environment, one time limit, and passes until the document settles.
+
+This is the part of latexmk the build needs, driven from here so that every pass can load the
+precompiled preamble (genreport/texformat.py): pdflatex runs again only while a file that a pass reads
+back (the .aux, .toc, .out and the bibliography's .bbl; whatever pdflatex's -recorder lists as read and
+written) changed in the pass before, and biber runs only when the citations it was given (.bcf) or the
+BibTeX file changed. A pass whose inputs equal its outputs is the fixed point a clean build also ends
+in, so its PDF is the clean build's, byte for byte.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from genreport import cache
+from genreport.errors import BuildError
+
+JOB = "report"
+MAX_PASSES = 5
+# What a pass reads back even before -recorder has listed anything (a first build, a deleted .fls).
+DEFAULT_FEEDS = ("report.aux", "report.toc", "report.out", "report.bbl")
+# biblatex's request list for biber: logreq reads back only its first lines, after the last page, to
+# check that it wrote the file itself; what it says never reaches the PDF.
+NOT_FEEDS = {f"{JOB}.run.xml"}
+BIBER_STAMP = ".biber-inputs"  # digests of the .bcf and .bib the last successful biber run read
+
+
+class Runner:
+    """Runs TeX programs in build/tex under one deadline for the whole typesetting, never with shell escape."""
+
+    def __init__(self, tex_dir: Path, source_date_epoch: str, limit_s: float) -> None:
+        self.tex_dir = tex_dir
+        self.limit_s = limit_s
+        self.deadline = time.monotonic() + limit_s
+        self.env = {
+            **os.environ,
+            # Untrusted sources: no shell escape, and TeX may read and write only inside build/tex.
+            "shell_escape": "f", "openout_any": "p", "openin_any": "p",
+            "SOURCE_DATE_EPOCH": source_date_epoch, "FORCE_SOURCE_DATE": "1", "max_print_line": "10000",
+        }
+
+    def run(self, arguments: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise self.timed_out(log)
+        # coreutils `timeout` holds the whole TeX process tree in its own process group and kills all of
+        # it at the limit, even if this Python process is gone; and if this process dies (Ctrl-C,
+        # SIGKILL), the kernel sends `timeout` SIGTERM (util-linux setpriv's parent-death signal), which
+        # it passes on to the tree, so no TeX run outlives a build.
+        command = ["setpriv", "--pdeathsig", "TERM", "timeout", "--signal=KILL", f"{remaining:.1f}", *arguments]
+        done = subprocess.run(command, cwd=self.tex_dir, env={**self.env, **(env or {})}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, errors="replace", check=False)
+        if done.returncode in (124, -signal.SIGKILL, 128 + signal.SIGKILL):
+            raise self.timed_out(log)
+        return done
+
+    def pdflatex(self, source: str, fmt: str, log: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return self.run(["pdflatex", "-no-shell-escape", f"-fmt={fmt}", "-recorder", "-interaction=nonstopmode",
+                         "-halt-on-error", "-file-line-error", source], log, env)
+
+    def timed_out(self, log: Path) -> BuildError:
+        return BuildError(f"LaTeX did not finish within {self.limit_s:.0f} s (a macro that never ends?)", path=log,
+                          hint="look for a recursive definition in your content")
+
+
+@dataclass
+class PassesOutcome:
+    passes: int = 0
+    biber_runs: int = 0
+    why: list[str] = field(default_factory=list)  # one line per run: what made it necessary
+
+
+def _recorded_feeds(tex_dir: Path) -> set[str]:
+    """Files in build/tex that the last pass both read and wrote, from pdflatex's -recorder list."""
+    listing = tex_dir / f"{JOB}.fls"
+    if not listing.exists():
+        return set()
+    read, written = set(), set()
+    for line in listing.read_text(errors="replace").splitlines():
+        kind, _, name = line.partition(" ")
+        name = name.removeprefix("./")
+        if "/" in name:  # TeX Live's own files, and figures: never written by a pass
+            continue
+        (read if kind == "INPUT" else written if kind == "OUTPUT" else set()).add(name)
+    return (read & written) - NOT_FEEDS
+
+
+def _digests(tex_dir: Path, names: set[str]) -> dict[str, str | None]:
+    return {name: cache.file_digest(tex_dir / name) if (tex_dir / name).exists() else None for name in sorted(names)}
+
+
+def _biber_inputs(tex_dir: Path) -> str:
+    bcf = tex_dir / f"{JOB}.bcf"
+    parts = [cache.file_digest(bcf) if bcf.exists() else "no bcf"]
+    parts += [cache.file_digest(bib) for bib in sorted(tex_dir.glob("*.bib"))]
+    return cache.digest(parts)
+
+
+def typeset(runner: Runner, fmt: str, on_latex_error: Callable[[], BuildError]) -> PassesOutcome:
+    """pdflatex (and biber when its inputs changed) until a pass changes nothing that the next would read."""
+    tex_dir = runner.tex_dir
+    log = tex_dir / f"{JOB}.log"
+    outcome = PassesOutcome()
+    why = "first pass"
+    while True:
+        if outcome.passes == MAX_PASSES:
+            raise BuildError(f"LaTeX did not settle after {MAX_PASSES} passes ({why})", path=log,
+                             hint="a label or page reference that changes every pass (e.g. a figure moving back and forth)")
+        feeds = set(DEFAULT_FEEDS) | _recorded_feeds(tex_dir)
+        before = _digests(tex_dir, feeds)
+        if runner.pdflatex(f"{JOB}.tex", fmt, log).returncode != 0:
+            raise on_latex_error()
+        outcome.passes += 1
+        outcome.why.append(f"pdflatex pass {outcome.passes}: {why}")
+        biber_inputs = _biber_inputs(tex_dir)
+        stamp = tex_dir / BIBER_STAMP
+        if not (tex_dir / f"{JOB}.bbl").exists() or not stamp.exists() or stamp.read_text() != biber_inputs:
+            done = runner.run(["biber", "--quiet", JOB], tex_dir / f"{JOB}.blg")
+            if done.returncode != 0:
+                raise BuildError("biber (the bibliography) failed", path=tex_dir / f"{JOB}.blg",
+                                 hint=(done.stdout.strip().splitlines() or ["see the .blg file"])[-1][:200])
+            cache.write_atomic(stamp, biber_inputs.encode())
+            outcome.biber_runs += 1
+            outcome.why.append("biber: the citations (report.bcf) or references.bib changed")
+        feeds |= _recorded_feeds(tex_dir)
+        after = _digests(tex_dir, feeds)
+        changed = [name for name in sorted(feeds) if before.get(name) != after[name]]
+        if not changed:
+            return outcome
+        why = f"{', '.join(changed)} changed in the pass before"
