@@ -11,6 +11,7 @@ in, so its PDF is the clean build's, byte for byte.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -73,6 +74,7 @@ class Runner:
 class PassesOutcome:
     passes: int = 0
     biber_runs: int = 0
+    pages: int | None = None  # as the last pass's log says, so no PDF reader has to open the file for it
     why: list[str] = field(default_factory=list)  # one line per run: what made it necessary
 
 
@@ -114,8 +116,11 @@ def typeset(runner: Runner, fmt: str, on_latex_error: Callable[[], BuildError]) 
                              hint="a label or page reference that changes every pass (e.g. a figure moving back and forth)")
         feeds = set(DEFAULT_FEEDS) | _recorded_feeds(tex_dir)
         before = _digests(tex_dir, feeds)
-        if runner.pdflatex(f"{JOB}.tex", fmt, log).returncode != 0:
+        done = runner.pdflatex(f"{JOB}.tex", fmt, log)
+        if done.returncode != 0:
             raise on_latex_error()
+        written = re.search(r"^Output written on \S+ \((\d+) pages?", done.stdout, re.MULTILINE)
+        outcome.pages = int(written.group(1)) if written else None
         outcome.passes += 1
         outcome.why.append(f"pdflatex pass {outcome.passes}: {why}")
         biber_inputs = _biber_inputs(tex_dir)

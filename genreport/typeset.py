@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from genreport import cache, diagrams, paths, texformat, texrun
+from genreport import cache, diagrams, paths, texfigures, texformat, texrun
 from genreport.config import ReportConfig
 from genreport.errors import BuildError
 
@@ -82,7 +82,7 @@ def write_sources(body: Body, config: ReportConfig, unicode_latex: dict[str, str
     tex_file = tex_dir / "report.tex"
     if not tex_file.exists() or tex_file.read_text() != document:  # untouched sources let latexmk skip its runs
         cache.write_atomic(tex_file, document.encode())
-    _sync_dir(paths.FIGURES_DIR, tex_dir / "figures")
+    texfigures.sync(paths.FIGURES_DIR, tex_dir / "figures")  # opaque PNGs without their alpha channel
     _sync_dir(paths.TEMPLATES_DIR / "diagrams", tex_dir / diagrams.SOURCE_DIR)  # typeset by genreport/diagrams.py
     target = tex_dir / body.bibliography.name
     if not target.exists() or cache.file_digest(target) != cache.file_digest(body.bibliography):

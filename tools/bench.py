@@ -1,7 +1,8 @@
 """`make bench`: speed ratios of the build against latexmk on the same generated sources.
 
-Prints, in one run: no-op build vs latexmk's own no-op; one sentence edited vs latexmk after an
-equivalent edit of the generated .tex; experiment wall times and training FLOP/s as a fraction of
+Prints, in one run: no-op build vs latexmk's own no-op; one sentence edited vs latexmk on the .tex
+that edit generated (latexmk reads the preamble and draws the TikZ diagrams on every run, as the build
+did before it precompiled the one and cached the other); experiment wall times and training FLOP/s as a fraction of
 this machine's fp32 matmul peak (measured here). Works on a copy so the checkout is untouched.
 """
 
@@ -34,7 +35,21 @@ def timed(command: list[str], cwd: Path, repeat: int = 3) -> float:
     return statistics.median(samples)
 
 
-LATEXMK = ["latexmk", "-pdf", "-interaction=nonstopmode", "-silent", "report.tex"]
+# latexmk as the build ran it before it had a precompiled preamble and cached diagrams.
+LATEXMK = ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error",
+           "-pdflatex=pdflatex -no-shell-escape %O %S", "-silent", "report.tex"]
+EDITS = 5
+
+
+def latexmk_tree(tex: Path) -> Path:
+    """build/tex as latexmk alone would typeset it: the same generated report.tex, the diagrams as TikZ code."""
+    tree = tex.parent / "tex-latexmk"
+    shutil.copytree(tex, tree, ignore=shutil.ignore_patterns("preamble*", "diagram-*", "*.fls", ".biber-inputs"))
+    for source in (tree / "tikz").glob("*.tex"):
+        (tree / "diagrams" / f"{source.stem}.pdf").unlink(missing_ok=True)
+        shutil.copy2(source, tree / "diagrams" / source.name)
+    subprocess.run(LATEXMK, cwd=tree, check=True, capture_output=True)
+    return tree
 
 
 def matmul_peak_flops(threads: int) -> float:
@@ -72,25 +87,26 @@ def main() -> None:
         print(f"build from cached experiment results: {wall:.1f} s")
 
         tex = project / "build" / "tex"
-        noop_ours, noop_latexmk = timed(["make", "-s", "pdf"], project), timed(LATEXMK, tex)
+        baseline = latexmk_tree(tex)
+        noop_ours, noop_latexmk = timed(["make", "-s", "pdf"], project), timed(LATEXMK, baseline)
         print(f"no-op `make pdf`: {noop_ours:.3f} s vs latexmk no-op {noop_latexmk:.3f} s  "
-              f"ratio {noop_ours / noop_latexmk:.2f} (target <= 3, and <= 0.3 s)")
+              f"ratio {noop_ours / noop_latexmk:.2f} (target <= 2)")
 
+        # Side by side: our build after a sentence is added, then latexmk on the very report.tex it generated.
         content = project / "report" / "aim.md"
         edits_ours, edits_latexmk = [], []
-        for i in range(2):
+        for i in range(EDITS):
             content.write_text(content.read_text() + f"\nEdited sentence number {i}.\n")
             wall, after_edit = build(project)
             edits_ours.append(wall)
-            source = tex / "report.tex"
-            source.write_text(source.read_text().replace("\\end{document}", f"Another edit {i}.\n\\end{{document}}"))
+            shutil.copy2(tex / "report.tex", baseline / "report.tex")
             start = time.perf_counter()
-            subprocess.run(LATEXMK, cwd=tex, check=True, capture_output=True)
+            subprocess.run(LATEXMK, cwd=baseline, check=True, capture_output=True)
             edits_latexmk.append(time.perf_counter() - start)
         ours, theirs = statistics.median(edits_ours), statistics.median(edits_latexmk)
         rerun = [name for name, (status, _) in after_edit.items() if status != "reused" and name != "latex"]
-        print(f"one sentence edited: {ours:.2f} s vs latexmk {theirs:.2f} s  ratio {ours / theirs:.2f} (target <= 1.3); "
-              f"also rerun: {rerun or 'nothing'}")
+        print(f"one sentence edited (median of {EDITS}): `python build.py` {ours:.2f} s vs latexmk {theirs:.2f} s  "
+              f"ratio {ours / theirs:.2f} (target <= 0.7); also rerun: {rerun or 'nothing'}")
 
         plots = project / "genreport" / "plots.py"
         plots.write_text(plots.read_text().replace("def attention_map(scaling: Result):\n",
