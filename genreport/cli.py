@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from genreport import config as config_module
-from genreport import paths
+from genreport import explain, paths
 from genreport.errors import BuildError
 
 STAGES = ("experiments", "figures", "latex", "check")
@@ -36,6 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--force", nargs="?", const="all", metavar="STAGE|EXPERIMENT",
                         help="recompute on purpose: all stages, one stage, or one experiment (gan, vae, scaling, diffusion)")
     parser.add_argument("--config", type=Path, default=paths.CONFIG_FILE, help="configuration file (default: report.toml)")
+    parser.add_argument("--explain", action="store_true",
+                        help="say for every stage, figure and experiment which input made it rerun, or that its key matched")
     return parser.parse_args(argv)
 
 
@@ -88,7 +90,10 @@ def run(args: argparse.Namespace) -> int:
             outcome = document.build(cfg, force=force in ("all", "latex"))
             pages = outcome.pages
             summary.append(("latex", "reused" if outcome.reused else "ran", outcome.seconds))
+        explain.save()
     print_summary(summary, pages)
+    if args.explain:
+        print(explain.report())
     if last >= 3:
         from genreport import check
 

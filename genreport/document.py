@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from genreport import cache, content, paths, typeset
+from genreport import cache, content, explain, paths, typeset
 from genreport.config import ReportConfig
 
 
@@ -28,8 +28,25 @@ def stage_inputs(config: ReportConfig) -> list[Path]:
     return files
 
 
-def inputs_key(config: ReportConfig) -> str:
-    return cache.digest(f"{p.relative_to(paths.ROOT)}\0{cache.file_digest(p)}" for p in stage_inputs(config))
+def input_digests(config: ReportConfig) -> dict[str, str]:
+    return {str(p.relative_to(paths.ROOT)): cache.file_digest(p) for p in stage_inputs(config)}
+
+
+def inputs_key(digests: dict[str, str]) -> str:
+    return cache.digest(f"{name}\0{digest}" for name, digest in digests.items())
+
+
+def _explain(reran: bool, digests: dict[str, str], config: ReportConfig, force: bool, tex: typeset.TexOutcome | None) -> None:
+    files = {name: explain.DIGEST + digest for name, digest in digests.items()}
+    explain.note("latex", reran, explain.latex_inputs(files, config.source), forced=force,
+                 missing="inputs unchanged, but report.pdf was missing or not the one the last build wrote")
+    if tex is not None:
+        explain.detail("  preamble format", tex.preamble.rebuilt, tex.preamble.why)
+        for diagram in tex.diagrams:
+            explain.detail(f"  diagram {diagram.name}", not diagram.reused, diagram.why)
+        for line in tex.passes.why:
+            step, why = line.split(": ", 1)
+            explain.detail(f"  {step}", not step.startswith("settled"), why)
 
 
 @dataclass(frozen=True)
@@ -47,9 +64,11 @@ def _load_pdf_readers() -> None:
 
 def build(config: ReportConfig, force: bool) -> LatexOutcome:
     start = time.perf_counter()
-    key = inputs_key(config)
+    digests = input_digests(config)
+    key = inputs_key(digests)
     stamp = paths.CACHE_DIR / "latex.key"
     if not force and paths.REPORT_PDF.exists() and stamp.exists() and stamp.read_text().split() == [key, cache.file_digest(paths.REPORT_PDF)]:
+        _explain(False, digests, config, force, None)
         return LatexOutcome(True, time.perf_counter() - start, None)
     body = content.convert(config)
     typeset.write_sources(body, config, content.UNICODE_LATEX)
@@ -71,4 +90,5 @@ def build(config: ReportConfig, force: bool) -> LatexOutcome:
     shutil.copyfile(built, tmp)
     os.replace(tmp, paths.REPORT_PDF)
     cache.write_atomic(stamp, f"{key} {cache.file_digest(paths.REPORT_PDF)}\n".encode())
+    _explain(True, digests, config, force, tex)
     return LatexOutcome(False, time.perf_counter() - start, pages, tex)

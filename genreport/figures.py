@@ -12,7 +12,7 @@ import json
 import time
 from pathlib import Path
 
-from genreport import cache, interrupts, paths
+from genreport import cache, explain, interrupts, paths
 
 PLOTS_SOURCE = Path(__file__).with_name("plots.py")
 
@@ -53,6 +53,17 @@ def figure_key(name: str, shared: str, source: str, inputs: list[str]) -> str:
     return cache.digest(parts)
 
 
+def explain_inputs(shared: str, source: str, results: list[str]) -> dict[str, str]:
+    """figure_key's inputs by name, for `build.py --explain`."""
+    inputs = {"genreport/plots.py (code outside the figure functions)": explain.text_input(shared),
+              "genreport/plots.py (this figure's function)": explain.text_input(source)}
+    for result in results:
+        for suffix in (".json", ".npz"):
+            path = paths.RESULTS_DIR / f"{result}{suffix}"
+            inputs[str(path.relative_to(paths.ROOT))] = explain.file_input(path)
+    return inputs
+
+
 def load_result(name: str):
     import numpy as np
 
@@ -78,7 +89,9 @@ def draw_all(force: bool) -> list[tuple[str, bool, float]]:
         stamp = keys_dir / f"{name}.key"
         target = output_path(name)
         recorded = stamp.read_text().split() if stamp.exists() else []
-        if not force and target.exists() and recorded == [key, cache.file_digest(target)]:
+        reused = not force and target.exists() and recorded == [key, cache.file_digest(target)]
+        explain.note(f"figure {name}", not reused, explain_inputs(shared, per_figure[name], inputs[name]), forced=force)
+        if reused:
             outcomes.append((name, True, time.perf_counter() - start))
             continue
         print(f"  drawing figure {name}", flush=True)

@@ -109,7 +109,7 @@ def typeset(runner: Runner, fmt: str, on_latex_error: Callable[[], BuildError]) 
     tex_dir = runner.tex_dir
     log = tex_dir / f"{JOB}.log"
     outcome = PassesOutcome()
-    why = "first pass"
+    why = "report.tex or a file it includes changed"
     while True:
         if outcome.passes == MAX_PASSES:
             raise BuildError(f"LaTeX did not settle after {MAX_PASSES} passes ({why})", path=log,
@@ -137,5 +137,6 @@ def typeset(runner: Runner, fmt: str, on_latex_error: Callable[[], BuildError]) 
         after = _digests(tex_dir, feeds)
         changed = [name for name in sorted(feeds) if before.get(name) != after[name]]
         if not changed:
+            outcome.why.append(f"settled after pass {outcome.passes}: it changed nothing a pass reads back ({', '.join(sorted(feeds))})")
             return outcome
-        why = f"{', '.join(changed)} changed in the pass before"
+        why = f"pass {outcome.passes} changed {', '.join(changed)}"

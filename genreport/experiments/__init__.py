@@ -29,7 +29,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-from genreport import cache, interrupts, paths
+from genreport import cache, explain, interrupts, paths
 from genreport.config import ReportConfig, apply_overrides
 from genreport.errors import BuildError
 
@@ -189,6 +189,7 @@ def run_all(config: ReportConfig, profile: str, device: str, forced: set[str]) -
         store.prune_partials()
         key = cache_key(name, config, profile, device)
         entry = None if name in forced else store.get(key)
+        explain.experiment(name, config, profile, device, key, reran=entry is None, forced=name in forced)
         if entry is None:
             stale[name] = key
             continue
