@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import io
 import json
 import signal
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
-from genreport import config as config_module
-from genreport import explain, paths
+from genreport import explain, noop, paths
 from genreport.errors import BuildError
 
 STAGES = ("experiments", "figures", "latex", "check")
@@ -60,6 +60,13 @@ def run(args: argparse.Namespace) -> int:
 
         return check.main(args.pdf)
 
+    options = f"{args.stage} fast={args.fast} device={args.device} config={args.config.resolve()}"
+    if not args.force and not args.explain and args.stage == "all":
+        with build_lock():
+            if noop.answer(options, args.config):
+                return 0
+
+    from genreport import config as config_module
     from genreport.experiments import EXPERIMENTS
 
     cfg = config_module.load(args.config)
@@ -97,8 +104,21 @@ def run(args: argparse.Namespace) -> int:
     if last >= 3:
         from genreport import check
 
-        return check.main(paths.REPORT_PDF, quiet=True)
+        status = check.main(paths.REPORT_PDF, quiet=True)
+        if status == 0:
+            with build_lock():
+                noop.record(options, args.config, unchanged_summary(summary, pages, check.VERDICT))
+        return status
     return 0
+
+
+def unchanged_summary(summary: list[tuple[str, str, float]], pages: int | None, verdict: Path) -> str:
+    """What this build would print if it ran again with nothing changed."""
+    text = io.StringIO()
+    with redirect_stdout(text):
+        print_summary([(name, "reused", 0.0) for name, status, _ in summary if status], pages)
+    passed = verdict.read_text().split()[1]
+    return text.getvalue() + f"checklist: {passed} passed (same PDF as at the last check)\n"
 
 
 def print_summary(summary: list[tuple[str, str, float]], pages: int | None) -> None:

@@ -12,7 +12,6 @@ The stages call the small hooks below; cli.py prints `report()` and calls `save(
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import tomllib
 from dataclasses import dataclass
@@ -118,6 +117,8 @@ def detail(unit: str, reran: bool, why: str) -> None:
 
 def experiment_inputs(name: str, config: ReportConfig, profile: str, device: str) -> dict[str, str]:
     """What an experiment's cache key is made of (genreport/experiments/__init__.py, cache_key), as a dict."""
+    import importlib.metadata
+
     from genreport import experiments
 
     module = f"genreport.experiments.{name}"
