@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
-from genreport import explain, noop, paths
+from genreport import noop, paths
 from genreport.errors import BuildError
 
 STAGES = ("experiments", "figures", "latex", "check")
@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
                 return 0
 
     from genreport import config as config_module
+    from genreport import explain
     from genreport.experiments import EXPERIMENTS
 
     cfg = config_module.load(args.config)

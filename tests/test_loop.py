@@ -1,0 +1,102 @@
+"""The edit loop: the precompiled preamble, cached diagrams, passes only while needed, --explain, the no-op."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from pathlib import Path
+
+from tests.conftest import build
+
+
+def append(path: Path, text: str) -> None:
+    path.write_text(path.read_text() + text)
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def why(stdout: str, unit: str) -> tuple[str, str]:
+    """(status, reason) of one unit in the --explain listing."""
+    match = re.search(rf"^\s+{re.escape(unit)}\s+(reran|reused)\s+(.*)$", stdout, re.MULTILINE)
+    assert match, f"{unit!r} not explained in:\n{stdout}"
+    return match.group(1), match.group(2)
+
+
+def test_a_sentence_edit_takes_one_pass_and_equals_a_clean_build(scratch_project: Path) -> None:
+    append(scratch_project / "report/aim.md", "\nOne more sentence, typeset in a single pass.\n")
+    done = build(scratch_project, "--fast", "--explain")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert why(done.stdout, "latex") == ("reran", "report/aim.md changed")
+    assert why(done.stdout, "preamble format")[0] == "reused"
+    assert why(done.stdout, "diagram gan")[0] == "reused"
+    assert "pdflatex pass 1" in done.stdout and "pdflatex pass 2" not in done.stdout
+    assert why(done.stdout, "experiment gan")[0] == "reused"
+    assert why(done.stdout, "figure gan_ring") == ("reused", "key matched")
+    incremental = digest(scratch_project / "report.pdf")
+
+    shutil.rmtree(scratch_project / "build/tex")  # the format, the passes' .aux/.toc/.bbl, the diagrams' copies
+    shutil.rmtree(scratch_project / "build/cache/diagrams")
+    done = build(scratch_project, "--fast", "--force", "latex", "--explain")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert why(done.stdout, "preamble format") == ("reran", "no format built yet")
+    assert "pdflatex pass 2" in done.stdout  # a clean build needs the .aux, .toc and .bbl passes
+    assert digest(scratch_project / "report.pdf") == incremental
+
+
+def test_a_new_citation_runs_biber_and_the_passes_it_needs(scratch_project: Path) -> None:
+    aim = scratch_project / "report/aim.md"
+    bib = (scratch_project / "report/references.bib").read_text()
+    # Not cited in the first section yet: citing it there adds it or moves it up the numbered list.
+    key = next(k for k in re.findall(r"^@\w+\{([^,]+),", bib, re.MULTILINE) if f"@{k}" not in aim.read_text())
+    append(aim, f"\nAs argued before [@{key}].\n")
+    done = build(scratch_project, "--fast", "--explain")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "biber" in done.stdout and "pdflatex pass 2" in done.stdout
+
+
+def test_a_damaged_format_or_diagram_is_rebuilt_not_used(scratch_project: Path) -> None:
+    fmt = scratch_project / "build/tex/preamble.fmt"
+    fmt.write_bytes(fmt.read_bytes()[: fmt.stat().st_size // 2])
+    (entry,) = [p for p in (scratch_project / "build/cache/diagrams/gan").iterdir() if p.is_dir()]
+    (entry / "gan.pdf").write_bytes(b"%PDF-1.5 damaged")
+    append(scratch_project / "report/aim.md", "\nA sentence so that LaTeX runs.\n")
+    done = build(scratch_project, "--fast", "--explain")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert why(done.stdout, "preamble format") == ("reran", "the format file was damaged (its digest does not match), so it was rebuilt")
+    assert why(done.stdout, "diagram gan") == ("reran", "its cached PDF was missing or damaged")
+    assert why(done.stdout, "diagram vae")[0] == "reused"
+
+
+def test_a_preamble_change_rebuilds_the_format_and_the_diagrams(scratch_project: Path) -> None:
+    config = scratch_project / "report.toml"
+    config.write_text(re.sub(r'^title = "', 'title = "Revised: ', config.read_text(), count=1, flags=re.MULTILINE))
+    done = build(scratch_project, "--fast", "--explain")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert why(done.stdout, "latex")[1].startswith('report.toml report.title: "Comprehensive')  # the key, not just the file
+    assert why(done.stdout, "preamble format")[1].startswith("the preamble changed")  # the PDF title is set in the preamble
+    assert why(done.stdout, "diagram gan") == ("reran", "the preamble's format changed")
+
+
+def test_explain_names_the_config_key_that_reran_an_experiment(scratch_project: Path) -> None:
+    append(scratch_project / "report.toml", "\n[profile.fast.diffusion]\ntrain_steps = 150\n")
+    done = build(scratch_project, "--fast", "--explain")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert why(done.stdout, "experiment diffusion") == ("reran", "report.toml profile.fast.diffusion.train_steps is new")
+    assert why(done.stdout, "experiment gan")[0] == "reused"
+    assert why(done.stdout, "figure diffusion_reverse") == ("reran", "build/results/diffusion.json changed; build/results/diffusion.npz changed")
+    assert why(done.stdout, "figure gan_ring") == ("reused", "key matched")
+
+
+def test_an_unchanged_build_is_answered_but_a_damaged_output_is_not_missed(scratch_project: Path) -> None:
+    assert build(scratch_project, "--fast").returncode == 0
+    done = build(scratch_project, "--fast")
+    assert done.returncode == 0 and "same PDF as at the last check" in done.stdout
+    assert re.search(r"^latex\s+reused", done.stdout, re.MULTILINE)
+    figure = scratch_project / "figures/gan_ring.pdf"
+    figure.write_bytes(figure.read_bytes() + b"\n% damaged")
+    done = build(scratch_project, "--fast")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"^figures \(9\)\s+redrew 1", done.stdout, re.MULTILINE)
