@@ -6,13 +6,17 @@ STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt 2>/dev/null | cut
 TEX_PACKAGES := latexmk texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
                 texlive-pictures lmodern biber texlive-bibtex-extra poppler-utils
 
-.PHONY: pdf fast test check bench lint setup tex clean distclean
+.PHONY: pdf fast watch test check bench lint setup tex clean distclean
 
 pdf: setup
 	@$(PY) build.py $(ARGS)
 
 fast: setup
 	@$(PY) build.py --fast $(ARGS)
+
+# Rebuild on every save under report/, templates/, report.toml, genreport/; Ctrl-C stops.
+watch: setup
+	@$(PY) build.py watch $(ARGS)
 
 test: setup
 	$(PY) -m pytest -q $(ARGS)

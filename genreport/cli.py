@@ -26,10 +26,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         epilog="examples:\n  python build.py              # everything, default profile\n"
                "  python build.py --fast       # reduced budgets (tests), about a minute\n"
                "  python build.py --force gan  # retrain one experiment\n"
-               "  python build.py check report.pdf",
+               "  python build.py check report.pdf\n"
+               "  python build.py watch        # rebuild on every save, one status line each",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", nargs="?", default="all", choices=("all", *STAGES),
-                        help="run the stages up to and including this one (default: all); `check` only checks")
+    parser.add_argument("stage", nargs="?", default="all", choices=("all", *STAGES, "watch"),
+                        help="run the stages up to and including this one (default: all); `check` only checks; "
+                             "`watch` rebuilds on every save under report/, templates/, report.toml, genreport/")
     parser.add_argument("pdf", nargs="?", type=Path, default=paths.REPORT_PDF, help="PDF to check (stage `check` only)")
     parser.add_argument("--fast", action="store_true", help="reduced-budget profile for tests and quick drafts")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where experiments run (default: auto)")
@@ -59,6 +61,12 @@ def run(args: argparse.Namespace) -> int:
         from genreport import check
 
         return check.main(args.pdf)
+
+    if args.stage == "watch":
+        from genreport import watch
+
+        options = [*(["--fast"] if args.fast else []), "--device", args.device, "--config", str(args.config)]
+        return watch.main(options)
 
     options = f"{args.stage} fast={args.fast} device={args.device} config={args.config.resolve()}"
     if not args.force and not args.explain and args.stage == "all":
@@ -150,6 +158,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; completed results are cached and will be reused", file=sys.stderr)
         return 130
-    if args.stage != "check":
+    if args.stage not in ("check", "watch"):
         print(f"total {time.perf_counter() - start:.1f} s")
     return status
