@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         with build_lock():
             if noop.answer(options, args.config):
                 return 0
+    inputs_at_start = noop.inputs(options, args.config)
 
     from genreport import config as config_module
     from genreport import explain
@@ -116,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         status = check.main(paths.REPORT_PDF, quiet=True)
         if status == 0:
             with build_lock():
-                noop.record(options, args.config, unchanged_summary(summary, pages, check.VERDICT))
+                noop.record(inputs_at_start, unchanged_summary(summary, pages, check.VERDICT))
         return status
     return 0
 

@@ -7,7 +7,9 @@ size, modification time and inode of every file a stage reads or checks (configu
 templates, the code, the virtualenv's package list, every cache, result and figure, report.pdf) and,
 when none differs from the end of the last successful build with the same options, prints that
 build's summary as reused without starting any stage. Any difference (an edit, a damaged or deleted
-cache entry, a package installed) runs the full build, whose own digests then decide.
+cache entry, a package installed) runs the full build, whose own digests then decide. The inputs are
+taken as the build starts and the outputs as it ends, so a file saved while a build runs (which the
+build may or may not have read) makes the next build a full one.
 """
 
 from __future__ import annotations
@@ -44,14 +46,8 @@ def _walk(root: Path, into: list[str]) -> None:
             into.append(f"{entry.path} {info.st_size} {info.st_mtime_ns} {info.st_ino}")
 
 
-def fingerprint(options: str, config_file: Path) -> str:
-    lines = [options, sys.executable, f"nvidia driver: {os.path.exists('/proc/driver/nvidia')}"]
-    site_packages = [Path(p) for p in sys.path if p.endswith("site-packages")]
-    for directory in site_packages:  # installing or upgrading a package changes the directory's listing
-        info = directory.stat() if directory.exists() else None
-        lines.append(f"{directory} {info.st_mtime_ns if info else 'missing'}")
-    for root in (config_file, paths.ROOT / "build.py", paths.CONTENT_DIR, paths.TEMPLATES_DIR, paths.ROOT / "genreport",
-                 paths.CACHE_DIR, paths.RESULTS_DIR, paths.FIGURES_DIR, paths.TEX_DIR / "manifest.json", paths.REPORT_PDF):
+def _stats(roots: list[Path], lines: list[str]) -> str:
+    for root in roots:
         if root.is_dir():
             _walk(root, lines)
         else:
@@ -60,19 +56,32 @@ def fingerprint(options: str, config_file: Path) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
+def inputs(options: str, config_file: Path) -> str:
+    """What the stages read: taken when a build starts, so that a save during the build is not taken as built."""
+    lines = [options, sys.executable, f"nvidia driver: {os.path.exists('/proc/driver/nvidia')}"]
+    for directory in (Path(p) for p in sys.path if p.endswith("site-packages")):  # a package installed or upgraded
+        lines.append(f"{directory} {directory.stat().st_mtime_ns if directory.exists() else 'missing'}")
+    return _stats([config_file, paths.ROOT / "build.py", paths.CONTENT_DIR, paths.TEMPLATES_DIR, paths.ROOT / "genreport"], lines)
+
+
+def outputs() -> str:
+    """What the stages wrote and check: taken when a build has finished."""
+    return _stats([paths.CACHE_DIR, paths.RESULTS_DIR, paths.FIGURES_DIR, paths.TEX_DIR / "manifest.json", paths.REPORT_PDF], [])
+
+
 def answer(options: str, config_file: Path) -> bool:
     """Print the last build's summary and return True when nothing it depends on has changed."""
     if not (FINGERPRINT.exists() and SUMMARY.exists() and CHECK_VERDICT.exists()):
         return False
-    if FINGERPRINT.read_text() != fingerprint(options, config_file):
+    if FINGERPRINT.read_text() != f"{inputs(options, config_file)} {outputs()}":
         return False
     print(SUMMARY.read_text(), end="")
     return True
 
 
-def record(options: str, config_file: Path, summary: str) -> None:
+def record(inputs_at_start: str, summary: str) -> None:
     """After a successful build: what a following unchanged build prints, and the state it is valid for."""
     from genreport import cache
 
     cache.write_atomic(SUMMARY, summary.encode())
-    cache.write_atomic(FINGERPRINT, fingerprint(options, config_file).encode())
+    cache.write_atomic(FINGERPRINT, f"{inputs_at_start} {outputs()}".encode())
