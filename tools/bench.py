@@ -3,7 +3,8 @@
 Prints, in one run: no-op build vs latexmk's own no-op; one sentence edited vs latexmk on the .tex
 that edit generated (latexmk reads the preamble and draws the TikZ diagrams on every run, as the build
 did before it precompiled the one and cached the other); experiment wall times and training FLOP/s as a fraction of
-this machine's fp32 matmul peak (measured here). Works on a copy so the checkout is untouched.
+this machine's fp32 matmul peak (measured here); with `build.py watch` running, the seconds from a
+save to the new report.pdf for a sentence and for a plot. Works on a copy so the checkout is untouched.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -97,6 +99,46 @@ def build(project: Path) -> tuple[Cost, dict[str, tuple[str, float]]]:
     return cost, {name: (status, float(sec)) for name, status, sec in STAGE_LINE.findall(stdout)}
 
 
+def wait_for_new_pdf(pdf: Path, before: int, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while pdf.stat().st_mtime_ns == before:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the watcher wrote no new report.pdf")
+        time.sleep(0.005)
+
+
+def next_status(watcher: subprocess.Popen) -> str:
+    assert watcher.stdout is not None
+    for line in watcher.stdout:
+        if line.startswith("[") and ("rebuilt in" in line or "build FAILED" in line):
+            return line
+    raise RuntimeError("the watcher ended")
+
+
+def watch_latencies(project: Path) -> tuple[float, float]:
+    """Seconds from a save to the new report.pdf, with `build.py watch` running: a sentence, then a plot's title."""
+    watcher = subprocess.Popen([sys.executable, "build.py", "watch"], cwd=project, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        next_status(watcher)  # the build at start
+        pdf = project / "report.pdf"
+        latencies = []
+        for path, old, new in ((project / "report" / "aim.md", "\n", "\nA sentence saved while watching.\n"),
+                               (project / "genreport" / "plots.py", 'ax.set_title(f"head {head + 1}")',
+                                'ax.set_title(f"Head {head + 1}")')):
+            before = pdf.stat().st_mtime_ns
+            text = path.read_text()
+            start = time.perf_counter()
+            path.write_text(text.replace(old, new, 1) if old != "\n" else text + new)
+            wait_for_new_pdf(pdf, before)
+            latencies.append(time.perf_counter() - start)
+            next_status(watcher)
+        return latencies[0], latencies[1]
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        watcher.wait(timeout=60)
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         project = copy_project(Path(scratch))
@@ -133,6 +175,9 @@ def main() -> None:
         figures_stage = next(name for name in after_plot_edit if name.startswith("figures"))
         print(f"one plotting function edited: figures {after_plot_edit[figures_stage][0]}, "
               f"experiments rerun: {experiments_rerun or 'none'} ({cost.wall:.1f} s)")
+
+        sentence, plot = watch_latencies(project)
+        print(f"`make watch`, save to new report.pdf: sentence edit {sentence:.2f} s, plot edit {plot:.2f} s")
 
     peak, all_cores_peak = matmul_peak_flops(threads=1), matmul_peak_flops(threads=os.cpu_count() or 1)
     results = {name: json.loads((ROOT / "build" / "results" / f"{name}.json").read_text())
