@@ -50,7 +50,7 @@ tex:
 # Keeps cached experiment results (build/cache); removes every other build output.
 clean:
 	@find build -mindepth 1 -maxdepth 1 ! -name cache -exec rm -rf {} + 2>/dev/null || true
-	@rm -rf build/cache/figures build/cache/latex.key build/cache/check.verdict figures report.pdf
+	@rm -rf build/cache/figures build/cache/diagrams build/cache/latex.key build/cache/check.verdict build/cache/unchanged.* figures report.pdf
 
 distclean:
 	rm -rf build figures report.pdf $(VENV)
