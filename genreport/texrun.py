@@ -70,6 +70,16 @@ class Runner:
                           hint="look for a recursive definition in your content")
 
 
+def first_error(log: Path) -> tuple[str, str | None, int | None]:
+    """The first error TeX wrote to a log: (message, file, line), from `file:line: message` or `! message`."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    located = re.search(r"^(?:\./)?(\S+):(\d+): (.*)$", text, re.MULTILINE)
+    if located:
+        return located.group(3).strip(), located.group(1), int(located.group(2))
+    bare = re.search(r"^! (.*)$", text, re.MULTILINE)
+    return (bare.group(1).strip() if bare else "no error message in the log"), None, None
+
+
 @dataclass
 class PassesOutcome:
     passes: int = 0
