@@ -114,7 +114,11 @@ def _biber_inputs(tex_dir: Path) -> str:
     return cache.digest(parts)
 
 
-def typeset(runner: Runner, fmt: str, on_latex_error: Callable[[], BuildError]) -> PassesOutcome:
+def _in_content(error: BuildError, content_dir: Path) -> bool:
+    return error.path is not None and Path(error.path).resolve().is_relative_to(content_dir.resolve())
+
+
+def typeset(runner: Runner, fmt: str, on_latex_error: Callable[[], BuildError], content_dir: Path) -> PassesOutcome:
     """pdflatex (and biber when its inputs changed) until a pass changes nothing that the next would read."""
     tex_dir = runner.tex_dir
     log = tex_dir / f"{JOB}.log"
@@ -128,7 +132,18 @@ def typeset(runner: Runner, fmt: str, on_latex_error: Callable[[], BuildError]) 
         before = _digests(tex_dir, feeds)
         done = runner.pdflatex(f"{JOB}.tex", fmt, log)
         if done.returncode != 0:
-            raise on_latex_error()
+            error = on_latex_error()
+            if outcome.passes or not any(before.values()) or _in_content(error, content_dir):
+                raise error
+            # A build killed in the middle of a pass or of biber can leave a half-written .aux, .toc or
+            # .bbl that stops the next pass (at \begin{document}, not at the student's text). Start over
+            # without them, once; an error in the student's own file is reported as it is.
+            for name in feeds | {BIBER_STAMP}:
+                (tex_dir / name).unlink(missing_ok=True)
+            kept = ", ".join(name for name, digest in before.items() if digest)
+            outcome.why.append(f"started over: the pass reading {kept} failed ({error.message}), so they were discarded")
+            why = "started over without the files earlier passes wrote"
+            continue
         written = re.search(r"^Output written on \S+ \((\d+) pages?", done.stdout, re.MULTILINE)
         outcome.pages = int(written.group(1)) if written else None
         outcome.passes += 1

@@ -112,7 +112,7 @@ def run_tex() -> TexOutcome:
     runner = texrun.Runner(paths.TEX_DIR, source_date_epoch(), LATEX_TIMEOUT_S)
     preamble = texformat.ensure(runner)
     drawn = diagrams.ensure(runner, preamble.key)
-    passes = texrun.typeset(runner, texformat.NAME, latex_failure)
+    passes = texrun.typeset(runner, texformat.NAME, latex_failure, paths.CONTENT_DIR)
     check_log(paths.TEX_DIR / "report.log")
     return TexOutcome(preamble, drawn, passes)
 
