@@ -100,3 +100,19 @@ def test_an_unchanged_build_is_answered_but_a_damaged_output_is_not_missed(scrat
     done = build(scratch_project, "--fast")
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"^figures \(9\)\s+redrew 1", done.stdout, re.MULTILINE)
+
+
+def test_a_half_written_aux_from_a_killed_build_is_discarded(scratch_project: Path) -> None:
+    aux = scratch_project / "build/tex/report.aux"
+    aux.write_bytes(aux.read_bytes()[:3000])  # what a pass killed while writing it leaves
+    append(scratch_project / "report/aim.md", "\nA sentence after the killed build.\n")
+    done = build(scratch_project, "--fast", "--explain")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert why(done.stdout, "started over")[1].startswith("the pass reading report.aux")
+
+
+def test_an_error_in_the_text_is_reported_without_starting_over(scratch_project: Path) -> None:
+    append(scratch_project / "report/aim.md", "\nThe loss is $\\notamacro{L}$ here.\n")
+    done = build(scratch_project, "--fast")
+    assert done.returncode == 1 and "report/aim.md" in done.stderr and "Undefined control sequence" in done.stderr
+    assert (scratch_project / "build/tex/.biber-inputs").exists()  # starting over would have discarded it
