@@ -160,21 +160,66 @@ def scaling_loss_vs_compute(scaling: Result):
 
 def attention_map(scaling: Result):
     plt = _pyplot()
-    weights = scaling.arrays["attention"]  # (heads, query, key)
+    from matplotlib.colors import PowerNorm
+
+    weights = scaling.arrays["attention"]  # (heads, query, key), each row a distribution over keys <= query
     text = scaling.metrics["attention_text"]
-    labels = ["_" if ch == " " else ch for ch in text]
-    heads = len(weights)
-    fig, axes = plt.subplots(1, heads, figsize=(TEXT_WIDTH_IN, TEXT_WIDTH_IN / heads + 0.35), squeeze=False)
-    for head, ax in enumerate(axes[0]):
-        ax.imshow(weights[head], cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(f"head {head + 1}")
-        ticks = range(0, len(labels), 4)
-        ax.set_xticks(list(ticks), [labels[i] for i in ticks], fontsize=6)
-        ax.set_yticks(list(ticks), [labels[i] for i in ticks], fontsize=6)
-        ax.set_xlabel("key position", fontsize=7)
-    axes[0][0].set_ylabel("query position", fontsize=7)
-    fig.tight_layout()
+    heads, length = len(weights), len(text)
+    # The head shown is chosen by a rule, not by eye: the one furthest from uniform attention (lowest mean entropy).
+    entropy = -(weights * np.log(np.where(weights > 0, weights, 1.0))).sum(axis=2).mean(axis=1)
+    shown = int(np.argmin(entropy))
+    # How far back each head looks: the attention-weighted distance query - key, averaged over queries.
+    offsets = np.arange(length)[:, None] - np.arange(length)[None, :]
+    mean_distance = (weights * np.clip(offsets, 0, None)).sum(axis=2).mean(axis=1)
+
+    # Laid out in inches so that each character's row and column is at least as tall as its 7 pt label.
+    side, left, bottom, top = 4.0, 0.4, 0.42, 0.3
+    height = bottom + side + top
+    fig = plt.figure(figsize=(TEXT_WIDTH_IN, height))
+    ax = fig.add_axes((left / TEXT_WIDTH_IN, bottom / height, side / TEXT_WIDTH_IN, side / height))
+    colour_ax = fig.add_axes(((left + side + 0.08) / TEXT_WIDTH_IN, bottom / height, 0.1 / TEXT_WIDTH_IN, side / height))
+    bars_left = left + side + 1.12
+    bars_ax = fig.add_axes((bars_left / TEXT_WIDTH_IN, (bottom + 0.5) / height,
+                            (TEXT_WIDTH_IN - bars_left - 0.15) / TEXT_WIDTH_IN, (side - 0.5) / height))
+
+    # Square-root colour scale: most weights are small, and a linear scale would leave them invisible.
+    image = ax.imshow(weights[shown], cmap="Blues", norm=PowerNorm(0.5, vmin=0, vmax=1), interpolation="nearest")
+    _label_characters(ax, text)
+    ax.tick_params(length=0, pad=1.5)
+    ax.set(xlabel="key (attended character)", ylabel="query (attending character)")
+    ax.set_title(f"head {shown + 1} of {heads}: the least uniform (lowest mean entropy)")
+    colour_bar = fig.colorbar(image, cax=colour_ax, ticks=[0, 0.05, 0.2, 0.5, 1], format="{x:g}")
+    colour_bar.ax.tick_params(labelsize=7)
+    colour_bar.set_label("attention weight", fontsize=8)
+
+    numbers = np.arange(1, heads + 1)
+    colours = ["tab:blue" if head == shown else "0.6" for head in range(heads)]
+    bars_ax.barh(numbers, mean_distance, color=colours, height=0.6)
+    for number, distance in zip(numbers, mean_distance):
+        bars_ax.annotate(f"{distance:.1f}", (distance, number), xytext=(2, 0), textcoords="offset points",
+                         va="center", fontsize=7)
+    bars_ax.set_yticks(numbers, [str(n) for n in numbers], fontsize=8)
+    bars_ax.invert_yaxis()
+    bars_ax.set_xlim(0, mean_distance.max() * 1.3)
+    bars_ax.set(ylabel="head")
+    bars_ax.set_xlabel("mean distance\n(characters)", fontsize=8)
+    bars_ax.set_title("all heads", fontsize=9)
+    bars_ax.spines[["top", "right"]].set_visible(False)
     return fig
+
+
+def _label_characters(ax, text: str) -> None:
+    """Label each row and column of an attention map with its character, a space shown as an underscore."""
+    positions = range(len(text))
+    labels = ["_" if ch == " " else ch.replace("$", r"\$") for ch in text]  # '$' would start mathtext
+    ax.set_xticks(positions, labels, fontsize=7)
+    ax.set_yticks(positions, labels, fontsize=7)
+    for label in [*ax.get_xticklabels(), *ax.get_yticklabels()]:
+        if label.get_text() == "_":  # cmr10 has a dot accent where ASCII has '_'
+            label.set_fontfamily("DejaVu Serif")
+    for label in ax.get_yticklabels():
+        if label.get_text() == "_":  # raised to the middle of its row; lower it reads as a bar over the next character
+            label.set_verticalalignment("bottom")
 
 
 def diffusion_reverse(diffusion: Result):

@@ -1,0 +1,56 @@
+"""Figures drawn from synthetic results: what they show, and that it stays readable at print size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from genreport import plots
+from genreport.plots import TEXT_WIDTH_IN, Result
+
+ATTENTION_TEXT = "To be, or not to be, that is the question"  # the line scaling.py feeds the model
+
+
+def causal_uniform(heads: int, length: int) -> np.ndarray:
+    """Attention that spreads evenly over every key a query may see."""
+    allowed = np.tril(np.ones((length, length)))
+    return np.repeat((allowed / allowed.sum(axis=1, keepdims=True))[None], heads, axis=0)
+
+
+@pytest.fixture
+def attention_figure():
+    weights = causal_uniform(heads=4, length=len(ATTENTION_TEXT))
+    # Head 3 looks only at the previous character: the one head far from uniform, and the only one with a short reach.
+    weights[2] = np.eye(len(ATTENTION_TEXT), k=-1)
+    weights[2, 0, 0] = 1.0
+    figure = plots.attention_map(Result({"attention_text": ATTENTION_TEXT}, {"attention": weights}))
+    yield figure
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+
+
+def test_attention_map_shows_the_head_the_rule_picks(attention_figure) -> None:
+    heatmap, _, bars = attention_figure.axes
+    assert heatmap.get_title().startswith("head 3 of 4")
+    previous_character = np.asarray(heatmap.get_images()[0].get_array()).diagonal(-1)
+    assert np.all(previous_character == 1.0)
+    # Every head's mean distance is drawn; the picked head's bar is the shortest here and stands out in colour.
+    widths = [bar.get_width() for bar in bars.patches]
+    assert len(widths) == 4 and int(np.argmin(widths)) == 2
+    colours = {tuple(bar.get_facecolor()) for i, bar in enumerate(bars.patches) if i != 2}
+    assert len(colours) == 1 and tuple(bars.patches[2].get_facecolor()) not in colours
+
+
+def test_attention_map_labels_every_character_readably_at_print_size(attention_figure) -> None:
+    heatmap = attention_figure.axes[0]
+    expected = ["_" if ch == " " else ch for ch in ATTENTION_TEXT]
+    for labels in (heatmap.get_xticklabels(), heatmap.get_yticklabels()):
+        assert [label.get_text() for label in labels] == expected
+        assert min(label.get_fontsize() for label in labels) >= 7
+    # The figure is included at natural size, so its inches are print inches: one row must hold a 7 pt label.
+    width_in, height_in = attention_figure.get_size_inches()
+    assert width_in <= TEXT_WIDTH_IN + 1e-9
+    box = heatmap.get_position()
+    assert box.width * width_in * 72 / len(ATTENTION_TEXT) >= 7
+    assert box.height * height_in * 72 / len(ATTENTION_TEXT) >= 7
