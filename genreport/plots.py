@@ -106,7 +106,7 @@ def scaling_loss_vs_params(scaling: Result):
     grid = np.geomspace(n.min() / 1.5, n.max() * 1.5, 200)
     # Band: 16th-84th percentile of the law under parameter draws from the fit's covariance.
     covariance = np.array(fit["covariance"])
-    fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN * 0.62, TEXT_WIDTH_IN * 0.42))
+    fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN * 0.9, TEXT_WIDTH_IN * 0.42))
     if np.isfinite(covariance).all():  # too few models leave the fit without an uncertainty estimate
         draws = np.random.default_rng(0).multivariate_normal([fit["E"], fit["A"], fit["alpha"]], covariance, size=2000)
         curves = draws[:, :1] + draws[:, 1:2] * grid[None, :] ** -draws[:, 2:3]
@@ -126,7 +126,8 @@ def scaling_loss_vs_params(scaling: Result):
     ax.set(xscale="log", yscale="log", xlabel="non-embedding parameters $N$", ylabel="validation loss (nats/char)",
            ylim=(low_end * 0.96, high_end * 1.04), xlim=(grid[0], grid[-1]))
     ax.yaxis.set_minor_formatter(plt.FormatStrFormatter("%.1f"))
-    ax.legend(frameon=False, loc="lower left", bbox_to_anchor=(0.0, 0.08))
+    # Beside the axes: inside, wherever the points and baselines fall, it would cover some of them.
+    ax.legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return fig
 
@@ -134,7 +135,7 @@ def scaling_loss_vs_params(scaling: Result):
 def scaling_loss_vs_compute(scaling: Result):
     plt = _pyplot()
     models = scaling.metrics["models"]
-    fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN * 0.62, TEXT_WIDTH_IN * 0.42))
+    fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN * 0.8, TEXT_WIDTH_IN * 0.42))
     cmap = plt.get_cmap("viridis")
     points = []
     for i, model in enumerate(models):

@@ -54,3 +54,20 @@ def test_attention_map_labels_every_character_readably_at_print_size(attention_f
     box = heatmap.get_position()
     assert box.width * width_in * 72 / len(ATTENTION_TEXT) >= 7
     assert box.height * height_in * 72 / len(ATTENTION_TEXT) >= 7
+
+
+def test_scaling_legend_sits_beside_the_data_not_on_it() -> None:
+    params = np.geomspace(3e3, 5e5, 8)
+    losses = 3.7 * params**-0.042
+    metrics = {"models": [{"non_embedding_params": int(n), "val_loss": float(loss)} for n, loss in zip(params, losses)],
+               "fit": {"E": 0.0, "A": 3.7, "alpha": 0.042, "r2": 0.98, "floor_identified": False,
+                       "covariance": (np.eye(3) * 1e-6).tolist()},
+               "ngram_val_loss": {"2": 2.49, "3": 2.05}}
+    figure = plots.scaling_loss_vs_params(Result(metrics, {}))
+    figure.canvas.draw()
+    axes = figure.axes[0]
+    assert axes.get_legend().get_window_extent().x0 >= axes.get_window_extent().x1
+    assert figure.get_size_inches()[0] <= TEXT_WIDTH_IN
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
