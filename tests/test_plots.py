@@ -71,3 +71,23 @@ def test_scaling_legend_sits_beside_the_data_not_on_it() -> None:
     import matplotlib.pyplot as plt
 
     plt.close(figure)
+
+
+def test_gan_samples_are_the_first_ones_unselected_with_the_classifier_label() -> None:
+    rng = np.random.default_rng(0)
+    samples = rng.uniform(size=(64, 28, 28)).astype(np.float32)
+    labels = rng.integers(0, 10, size=64).astype(np.int64)
+    confidence = rng.uniform(0.1, 0.9, size=64).astype(np.float32)
+    confidence[40:] = 0.99  # the most confident samples come later: a picker by confidence would show those
+    figure = plots.gan_mnist_samples(Result({}, {"mnist_samples": samples, "mnist_sample_labels": labels,
+                                                 "mnist_sample_confidence": confidence}))
+    panels = figure.axes
+    assert len(panels) == 24
+    for index, panel in enumerate(panels):
+        assert np.array_equal(np.asarray(panel.get_images()[0].get_array()), samples[index])
+        assert panel.xaxis.label.get_text() == f"{labels[index]} ({100 * confidence[index]:.0f}%)"
+        assert panel.xaxis.label.get_fontsize() >= 7
+    assert figure.get_size_inches()[0] <= TEXT_WIDTH_IN
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
