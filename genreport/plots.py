@@ -246,7 +246,7 @@ def diffusion_reverse(diffusion: Result):
     for ax, points, t in zip(axes[0], snapshots, steps):
         _ring_axes(ax, points, f"$t={t}$")
         ax.set(xlim=(-3.5, 3.5), ylim=(-3.5, 3.5))
-        ax.tick_params(labelsize=6)
+        ax.tick_params(labelsize=7)
     fig.tight_layout()
     return fig
 

@@ -91,3 +91,14 @@ def test_gan_samples_are_the_first_ones_unselected_with_the_classifier_label() -
     import matplotlib.pyplot as plt
 
     plt.close(figure)
+
+
+def test_diffusion_panels_keep_tick_labels_readable() -> None:
+    steps = [100, 50, 0]
+    snapshots = np.random.default_rng(0).normal(size=(len(steps), 200, 2)).astype(np.float32)
+    figure = plots.diffusion_reverse(Result({"snapshot_steps": steps}, {"snapshots": snapshots}))
+    for panel in figure.axes:
+        assert min(label.get_fontsize() for label in [*panel.get_xticklabels(), *panel.get_yticklabels()]) >= 7
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
