@@ -17,17 +17,22 @@ def causal_uniform(heads: int, length: int) -> np.ndarray:
     return np.repeat((allowed / allowed.sum(axis=1, keepdims=True))[None], heads, axis=0)
 
 
+@pytest.fixture(autouse=True)
+def close_figures():
+    """pyplot keeps every figure it made open until closed."""
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
 @pytest.fixture
 def attention_figure():
     weights = causal_uniform(heads=4, length=len(ATTENTION_TEXT))
     # Head 3 looks only at the previous character: the one head far from uniform, and the only one with a short reach.
     weights[2] = np.eye(len(ATTENTION_TEXT), k=-1)
     weights[2, 0, 0] = 1.0
-    figure = plots.attention_map(Result({"attention_text": ATTENTION_TEXT}, {"attention": weights}))
-    yield figure
-    import matplotlib.pyplot as plt
-
-    plt.close(figure)
+    return plots.attention_map(Result({"attention_text": ATTENTION_TEXT}, {"attention": weights}))
 
 
 def test_attention_map_shows_the_head_the_rule_picks(attention_figure) -> None:
@@ -68,9 +73,6 @@ def test_scaling_legend_sits_beside_the_data_not_on_it() -> None:
     axes = figure.axes[0]
     assert axes.get_legend().get_window_extent().x0 >= axes.get_window_extent().x1
     assert figure.get_size_inches()[0] <= TEXT_WIDTH_IN
-    import matplotlib.pyplot as plt
-
-    plt.close(figure)
 
 
 def test_gan_samples_are_the_first_ones_unselected_with_the_classifier_label() -> None:
@@ -88,9 +90,6 @@ def test_gan_samples_are_the_first_ones_unselected_with_the_classifier_label() -
         assert panel.xaxis.label.get_text() == f"{labels[index]} ({100 * confidence[index]:.0f}%)"
         assert panel.xaxis.label.get_fontsize() >= 7
     assert figure.get_size_inches()[0] <= TEXT_WIDTH_IN
-    import matplotlib.pyplot as plt
-
-    plt.close(figure)
 
 
 def test_diffusion_panels_keep_tick_labels_readable() -> None:
@@ -99,6 +98,3 @@ def test_diffusion_panels_keep_tick_labels_readable() -> None:
     figure = plots.diffusion_reverse(Result({"snapshot_steps": steps}, {"snapshots": snapshots}))
     for panel in figure.axes:
         assert min(label.get_fontsize() for label in [*panel.get_xticklabels(), *panel.get_yticklabels()]) >= 7
-    import matplotlib.pyplot as plt
-
-    plt.close(figure)
