@@ -17,6 +17,7 @@ from pathlib import Path
 
 from genreport import cache, content, paths, typeset
 from genreport.config import ReportConfig
+from genreport.errors import BuildError
 
 
 def stage_inputs(config: ReportConfig) -> list[Path]:
@@ -37,6 +38,18 @@ class LatexOutcome:
     reused: bool
     seconds: float
     pages: int | None
+    warnings: list[str]  # lines that stick out of the margin, with the content file and line
+
+
+def recorded_warnings() -> list[str]:
+    manifest = paths.TEX_DIR / "manifest.json"
+    return json.loads(manifest.read_text()).get("layout_warnings", []) if manifest.exists() else []
+
+
+def _refuse(warnings: list[str]) -> BuildError:
+    listed = "\n  ".join(warnings[:10]) + ("\n  ..." if len(warnings) > 10 else "")
+    return BuildError(f"{len(warnings)} line(s) stick out of the margin, an error with --strict:\n  {listed}",
+                      hint="rephrase, or give the line a place to break (a space in a long name, a narrower image or table)")
 
 
 def _load_pdf_readers() -> None:
@@ -44,32 +57,38 @@ def _load_pdf_readers() -> None:
     import pypdfium2  # noqa: F401
 
 
-def build(config: ReportConfig, force: bool) -> LatexOutcome:
+def build(config: ReportConfig, force: bool, strict: bool = False) -> LatexOutcome:
+    """Typeset report.pdf unless nothing it depends on changed; `strict` refuses a PDF with layout warnings."""
     start = time.perf_counter()
     key = inputs_key(config)
     stamp = paths.CACHE_DIR / "latex.key"
     if not force and paths.REPORT_PDF.exists() and stamp.exists() and stamp.read_text().split() == [key, cache.file_digest(paths.REPORT_PDF)]:
-        return LatexOutcome(True, time.perf_counter() - start, None)
+        warnings = recorded_warnings()
+        if strict and warnings:
+            raise _refuse(warnings)
+        return LatexOutcome(True, time.perf_counter() - start, None, warnings)
     body = content.convert(config)
-    typeset.write_sources(body, config, content.UNICODE_LATEX)
+    typeset.write_sources(body, config)
     print("  typesetting with latexmk (pdflatex, biber)", flush=True)
     # TeX keeps one core busy; the other loads the PDF readers that the page count and the checklist use
     # (0.1 s, a twentieth of a rebuild after a one-sentence edit).
     preload = threading.Thread(target=_load_pdf_readers)
     preload.start()
     try:
-        typeset.run_latexmk()
+        warnings = [str(warning) for warning in typeset.run_latexmk()]
     finally:
         preload.join()
+    if strict and warnings:
+        raise _refuse(warnings)
     built = paths.TEX_DIR / "report.pdf"
     from pypdf import PdfReader
 
     pages = len(PdfReader(built).pages)
-    manifest = {**body.manifest, "pages": pages}
+    manifest = {**body.manifest, "pages": pages, "layout_warnings": warnings}
     cache.write_atomic(paths.TEX_DIR / "manifest.json", json.dumps(manifest, indent=1).encode())
     # Replace the deliverable only now that the build has succeeded, and atomically.
     tmp = paths.REPORT_PDF.with_name(".report.pdf.tmp")
     shutil.copyfile(built, tmp)
     os.replace(tmp, paths.REPORT_PDF)
     cache.write_atomic(stamp, f"{key} {cache.file_digest(paths.REPORT_PDF)}\n".encode())
-    return LatexOutcome(False, time.perf_counter() - start, pages)
+    return LatexOutcome(False, time.perf_counter() - start, pages, warnings)
