@@ -135,10 +135,10 @@ def run_latexmk() -> list[LayoutWarning]:
 
 
 # TeX's most common complaints about what a student typed, each with what to do about it, in words
-# (after Overleaf's log hints). Matched against the error line; {0} is the control sequence TeX names.
+# (after Overleaf's log hints). Matched against the error line; {command} is the last command before where TeX stopped.
 HINTS: list[tuple[str, str]] = [
     (r"Undefined control sequence",
-     "LaTeX does not know the command {0}: check its spelling; maths commands such as \\alpha only work between $...$"),
+     "LaTeX does not know the command {command}: check its spelling; maths commands such as \\alpha only work between $...$"),
     (r"Missing \$ inserted",
      "a maths symbol (^, _ or a command like \\alpha) is outside $...$, or a $...$ does not close: put the maths between $ and $"),
     (r"Extra \}, or forgotten \$|Missing \} inserted|Too many \}'s|Extra \\right|Missing \\right",
@@ -161,7 +161,7 @@ def human_hint(message: str, context: str) -> str | None:
     commands = re.findall(r"\\[A-Za-z@]+", context)
     for pattern, hint in HINTS:
         if re.search(pattern, message):
-            return hint.format(commands[-1] if commands else "named above")
+            return hint.replace("{command}", commands[-1] if commands else "named above")
     return None
 
 
