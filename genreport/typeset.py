@@ -147,6 +147,7 @@ HINTS: list[tuple[str, str]] = [
     (r"Misplaced alignment tab character &", "an & in a formula outside an aligned block: write \\& for an ampersand"),
     (r"Illegal parameter number", "a # in a formula: write \\# for the hash sign"),
     (r"Display math should end with \$\$", "a $$ display does not close: end it with $$"),
+    (r"File ended while scanning use of", "a { in a formula has no matching }: close it before the formula ends"),
     (r"Paragraph ended before .* was complete|Runaway argument",
      "a command's argument runs into a blank line: close its brace before the paragraph ends"),
     (r"Illegal unit of measure", "a size needs a unit: write width=50% or width=6cm"),
@@ -174,6 +175,9 @@ def latex_failure() -> BuildError:
         return BuildError("LaTeX failed without an error message", path=log_path)
     tex_line = int(match.group(1)) if match.lastindex == 2 else None
     message = match.group(match.lastindex)
+    runaway = re.search(r"^Runaway argument\?\n(.{6,40})", log, re.MULTILINE)
+    if tex_line is None and runaway:  # TeX read on to the end of the file: find where the argument began
+        tex_line = _line_with(runaway.group(1).split(" \\par")[0])
     # TeX shows where it stopped as "l.<line> <text up to the error>" a few lines further down.
     context = re.search(r"^l\.\d+ (.*)$", log[match.end():], re.MULTILINE)
     advice = human_hint(message, context.group(1) if context else "")
@@ -183,6 +187,13 @@ def latex_failure() -> BuildError:
     if where:
         return BuildError(f"LaTeX error: {message}", path=where[0], line=where[1], hint=hint)
     return BuildError(f"LaTeX error: {message}", path=paths.TEX_DIR / "report.tex", line=tex_line, hint=hint)
+
+
+def _line_with(text: str) -> int | None:
+    for number, line in enumerate((paths.TEX_DIR / "report.tex").read_text().splitlines(), start=1):
+        if text in line:
+            return number
+    return None
 
 
 def locate_in_content(tex_line: int, last_line: int | None = None) -> tuple[Path, int | None] | None:

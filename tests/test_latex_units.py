@@ -194,3 +194,13 @@ def test_latex_failure_names_the_content_line_and_says_what_to_do(tex_project: P
     error = typeset.latex_failure()
     assert error.path == tex_project / "report/aim.md" and error.line == 3
     assert "Undefined control sequence" in error.message and "\\oops" in error.hint
+
+
+def test_an_argument_that_runs_to_the_end_of_the_file_is_traced_to_where_it_began(tex_project: Path) -> None:
+    report = tex_project / "build/tex/report.tex"
+    report.write_text(report.read_text().replace("A first plain line of text.", "A first plain \\(\\frac{a}{b\\) line of text."))
+    write_log(tex_project, "Runaway argument?\n{b\\) line of text. \\par \\par \\begin {longtable}\\ETC.\n"
+                           "! File ended while scanning use of \\frac .\n<inserted text>\n")
+    error = typeset.latex_failure()
+    assert error.path == tex_project / "report/aim.md" and error.line == 3
+    assert "no matching }" in error.hint
