@@ -70,6 +70,8 @@ def test_a_line_that_sticks_out_warns_with_its_content_line_and_strict_refuses_i
     assert done.returncode == 0, done.stderr
     assert re.search(r"latex\s+reused", done.stdout)  # an unchanged build still shows its warnings
     assert re.search(rf"report/result\.md:{line}: a line sticks out of the margin by [\d.]+ pt near: PipeCaptionedMarker", done.stdout), done.stdout
+    # and it is the only one: long URLs, code lines, identifiers and wide images found room
+    assert "warnings (1;" in done.stdout, done.stdout
     assert build(corpus_project, "check").returncode == 0
     strict = build(corpus_project, "check", "--strict")
     assert strict.returncode == 1 and "no line sticks out of the margin" in strict.stdout, strict.stdout
