@@ -253,6 +253,7 @@ class Body:
     preamble: str  # \\newunicodechar mappings and pandoc's code-highlighting macros
     bibliography: Path
     images: dict[str, Path]  # path inside build/tex -> the student's file under report/
+    image_dir: str  # the folder of build/tex that holds exactly those images
     manifest: dict[str, Any]  # title block, headings, captions, cited keys
 
 
@@ -296,7 +297,7 @@ def convert(config: ReportConfig, content_dir: Path = paths.CONTENT_DIR) -> Body
         "cited_keys": sorted(cited),
     }
     unicode_definitions = "\n".join(rf"\newunicodechar{{{ch}}}{{{latex}}}" for ch, latex in UNICODE_LATEX.items())
-    return Body(sections, f"{unicode_definitions}\n{macros}", bib_path, student_images, manifest)
+    return Body(sections, f"{unicode_definitions}\n{macros}", bib_path, student_images, images.TEX_SUBDIR, manifest)
 
 
 def _shown(path: Path) -> str:

@@ -15,7 +15,7 @@ class BuildError(Exception):
     def __str__(self) -> str:
         where = ""
         if self.path is not None:
-            shown = shown_path(Path(self.path))
+            shown = _relative(Path(self.path))
             where = f"{shown}:{self.line}: " if self.line else f"{shown}: "
         text = f"{where}{self.message}"
         if self.hint:
@@ -23,7 +23,7 @@ class BuildError(Exception):
         return text
 
 
-def shown_path(path: Path) -> Path:
+def _relative(path: Path) -> Path:
     """Paths inside the project as the student sees them from its root (report/aim.md, not /home/...)."""
     try:
         return path.resolve().relative_to(ROOT)

@@ -12,13 +12,13 @@ import warnings
 from pathlib import Path, PurePosixPath
 
 from genreport import paths
-from genreport.errors import BuildError, shown_path
+from genreport.errors import BuildError
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".pdf": "PDF"}  # what pdfLaTeX includes
 MAX_BYTES = 20 * 1024 * 1024
 MAX_SIDE_PX = 10_000
 GENERATED_PREFIX = "figures/"
-TEX_SUBDIR = paths.TEX_IMAGES_DIR.relative_to(paths.TEX_DIR).as_posix()  # LaTeX names them from build/tex
+TEX_SUBDIR = "content"  # the student's images inside build/tex, where the Lua filter points LaTeX
 
 
 def line_of(text: str, src: str) -> int | None:
@@ -51,7 +51,7 @@ def resolve(src: str, content_dir: Path, source: Path, text: str) -> tuple[str, 
     if not file.resolve().is_relative_to(content_dir.resolve()):
         raise fail("the path leads out of report/ through a symbolic link", "copy the image itself into report/ instead of linking to it")
     if not file.exists():
-        raise fail(f"no such file {shown_path(file)}", "check the spelling (names are case-sensitive) and that the file is under report/")
+        raise fail(f"no such file {shown(file)}", "check the spelling (names are case-sensitive) and that the file is under report/")
     if not file.is_file():
         raise fail("it is a folder, not a file", "name the image file inside it")
     expected = FORMATS.get(file.suffix.lower())
@@ -68,8 +68,8 @@ def resolve(src: str, content_dir: Path, source: Path, text: str) -> tuple[str, 
         raise fail(f"the file is {actual}, but its name ends in {file.suffix}",
                    f"rename it to match what it is (.png, .jpg, .pdf), or export it again as {expected}")
     if pixels is not None and max(pixels) > MAX_SIDE_PX:
-        shown = f"{pixels[0]:,} x {pixels[1]:,} pixels" if min(pixels) > 0 else "more pixels than Pillow will open"
-        raise fail(f"{shown} is too large (the limit is {MAX_SIDE_PX:,} on a side)",
+        dimensions = f"{pixels[0]:,} x {pixels[1]:,} pixels" if min(pixels) > 0 else "more pixels than Pillow will open"
+        raise fail(f"{dimensions} is too large (the limit is {MAX_SIDE_PX:,} on a side)",
                    "scale it down: a page-wide image needs about 2000 pixels across")
     return f"{TEX_SUBDIR}/{relative}", file
 
@@ -95,3 +95,11 @@ def identify(file: Path) -> tuple[str | None, tuple[int, int] | None]:
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
             return None, None
     return found, size
+
+
+def shown(path: Path) -> str:
+    """A path as the student sees it from the project root (report/images/x.png, not /home/...)."""
+    try:
+        return str(path.resolve().relative_to(paths.ROOT))
+    except ValueError:
+        return str(path)

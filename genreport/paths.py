@@ -14,5 +14,4 @@ PANDOC_CACHE_DIR = CACHE_DIR / "pandoc"
 RESULTS_DIR = BUILD_DIR / "results"
 FIGURES_DIR = ROOT / "figures"
 TEX_DIR = BUILD_DIR / "tex"
-TEX_IMAGES_DIR = TEX_DIR / "content"  # the student's own images, copied from report/
 REPORT_PDF = ROOT / "report.pdf"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from genreport import cache, paths
 from genreport.config import ReportConfig
-from genreport.errors import BuildError, shown_path
+from genreport.errors import BuildError
 
 if TYPE_CHECKING:
     from genreport.content import Body
@@ -85,7 +85,7 @@ def write_sources(body: Body, config: ReportConfig) -> None:
         cache.write_atomic(tex_file, document.encode())
     _sync_dir(paths.FIGURES_DIR, tex_dir / "figures")
     _sync_dir(paths.TEMPLATES_DIR / "diagrams", tex_dir / "diagrams")
-    _sync_files(body.images, tex_dir, paths.TEX_IMAGES_DIR)
+    _sync_files(body.images, tex_dir, tex_dir / body.image_dir)
     target = tex_dir / body.bibliography.name
     if not target.exists() or cache.file_digest(target) != cache.file_digest(body.bibliography):
         cache.copy_atomic(body.bibliography, target)
@@ -231,7 +231,7 @@ class LayoutWarning:
     text: str
 
     def __str__(self) -> str:
-        where = f"{shown_path(self.path)}:{self.line or '?'}" if self.path else "build/tex/report.tex"
+        where = f"{_shown(self.path)}:{self.line or '?'}" if self.path else "build/tex/report.tex"
         return f"{where}: a line sticks out of the margin by {self.points:.1f} pt near: {self.text}"
 
 
@@ -269,3 +269,10 @@ def check_log(log_path: Path) -> list[LayoutWarning]:
         where = locate_in_content(first, last)
         warnings.append(LayoutWarning(where[0] if where else None, where[1] if where else None, points, _box_text(match.group(7))))
     return warnings
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(paths.ROOT))
+    except ValueError:
+        return str(path)
