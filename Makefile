@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt 2>/dev/null | cut
 TEX_PACKAGES := latexmk texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
                 texlive-pictures lmodern biber texlive-bibtex-extra poppler-utils
 
-.PHONY: pdf fast test check bench lint setup tex clean distclean
+.PHONY: pdf fast test check bench robustness lint setup tex clean distclean
 
 pdf: setup
 	@$(PY) build.py $(ARGS)
@@ -22,6 +22,10 @@ check: setup
 
 bench: setup
 	$(PY) tools/bench.py
+
+# Bars of every experiment under other kernel paths and seeds (long; not part of `make test`).
+robustness: setup
+	$(PY) tools/robustness.py $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -35,6 +35,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where experiments run (default: auto)")
     parser.add_argument("--force", nargs="?", const="all", metavar="STAGE|EXPERIMENT",
                         help="recompute on purpose: all stages, one stage, or one experiment (gan, vae, scaling, diffusion)")
+    parser.add_argument("--record", action="store_true",
+                        help="write this build's experiment results into results.lock.json (commit it with your sources)")
     parser.add_argument("--strict", action="store_true",
                         help="a line sticking out of the margin is an error, not a warning (also for `check`)")
     parser.add_argument("--config", type=Path, default=paths.CONFIG_FILE, help="configuration file (default: report.toml)")
@@ -77,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
             summary.append((f"experiment {outcome.name}", "reused" if outcome.reused else "ran", outcome.seconds))
         if stage.wall_seconds is not None:
             summary.append(("experiments, wall clock", "", stage.wall_seconds))
+        results_verdict = compare_with_lock(stage.experiments, profile, args.record)
         if last >= 1:
             from genreport import figures
 
@@ -91,11 +94,23 @@ def run(args: argparse.Namespace) -> int:
             pages, warnings = outcome.pages, outcome.warnings
             summary.append(("latex", "reused" if outcome.reused else "ran", outcome.seconds))
     print_summary(summary, pages, warnings)
+    print("\n".join(results_verdict))
     if last >= 3:
         from genreport import check
 
         return check.main(paths.REPORT_PDF, quiet=True, strict=args.strict)
     return 0
+
+
+def compare_with_lock(outcomes: list, profile: str, record: bool) -> list[str]:
+    """Record the results in results.lock.json (--record), or say whether they reproduce it."""
+    from genreport import lock
+
+    records = {o.name: lock.record_of(o.name, paths.RESULTS_DIR, o.inputs) for o in outcomes}
+    if record:
+        lock.write(paths.RESULTS_LOCK, profile, records)
+        return [f"results: recorded in {paths.RESULTS_LOCK.name} ({profile} profile)"]
+    return lock.compare(paths.RESULTS_LOCK, profile, records)
 
 
 def print_summary(summary: list[tuple[str, str, float]], pages: int | None, warnings: list[str]) -> None:
