@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path, PurePosixPath
+from urllib.parse import unquote
 
 from genreport import paths
 from genreport.errors import BuildError
@@ -31,7 +32,8 @@ def line_of(text: str, src: str) -> int | None:
 
 def resolve(src: str, content_dir: Path, source: Path, text: str) -> tuple[str, Path] | None:
     """Check one image reference; return (path inside build/tex, file to copy), or None for a drawn figure."""
-    line = line_of(text, src)
+    line = line_of(text, src) or line_of(text, unquote(src))
+    src = unquote(src)  # pandoc percent-encodes a space (<my shot.png>); LaTeX gets the plain name
 
     def fail(message: str, hint: str) -> BuildError:
         return BuildError(f"image {src!r}: {message}", path=source, line=line, hint=hint)

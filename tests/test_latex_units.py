@@ -40,6 +40,14 @@ def test_png_jpeg_and_pdf_under_report_are_accepted_and_placed_in_build_tex(cont
     assert check(f"images/{name}", content_dir) == (f"content/images/{name}", content_dir / "images" / name)
 
 
+def test_a_file_name_with_a_space_is_found(content_dir: Path) -> None:
+    (content_dir / "images/ok.png").rename(content_dir / "images/my shot.png")
+    # pandoc hands the filter <images/my shot.png> as images/my%20shot.png
+    text = "![Caption](<images/my shot.png>)\n"
+    assert images.resolve("images/my%20shot.png", content_dir, content_dir / "aim.md", text) == (
+        "content/images/my shot.png", content_dir / "images/my shot.png")
+
+
 def test_a_generated_figure_is_not_a_student_image(content_dir: Path) -> None:
     drawn = sorted(paths.FIGURES_DIR.glob("*.pdf"))
     if not drawn:
