@@ -37,6 +37,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="recompute on purpose: all stages, one stage, or one experiment (gan, vae, scaling, diffusion)")
     parser.add_argument("--record", action="store_true",
                         help="write this build's experiment results into results.lock.json (commit it with your sources)")
+    parser.add_argument("--strict", action="store_true",
+                        help="a line sticking out of the margin is an error, not a warning (also for `check`)")
     parser.add_argument("--config", type=Path, default=paths.CONFIG_FILE, help="configuration file (default: report.toml)")
     return parser.parse_args(argv)
 
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if args.stage == "check":
         from genreport import check
 
-        return check.main(args.pdf)
+        return check.main(args.pdf, strict=args.strict)
 
     from genreport.experiments import EXPERIMENTS
 
@@ -84,19 +86,19 @@ def run(args: argparse.Namespace) -> int:
             drawn = figures.draw_all(force=force in ("all", "figures"))
             redrawn = [name for name, reused, _ in drawn if not reused]
             summary.append((f"figures ({len(drawn)})", f"redrew {len(redrawn)}" if redrawn else "reused", sum(s for *_, s in drawn)))
-        pages = None
+        pages, warnings = None, []
         if last >= 2:
             from genreport import document
 
-            outcome = document.build(cfg, force=force in ("all", "latex"))
-            pages = outcome.pages
+            outcome = document.build(cfg, force=force in ("all", "latex"), strict=args.strict)
+            pages, warnings = outcome.pages, outcome.warnings
             summary.append(("latex", "reused" if outcome.reused else "ran", outcome.seconds))
-    print_summary(summary, pages)
+    print_summary(summary, pages, warnings)
     print("\n".join(results_verdict))
     if last >= 3:
         from genreport import check
 
-        return check.main(paths.REPORT_PDF, quiet=True)
+        return check.main(paths.REPORT_PDF, quiet=True, strict=args.strict)
     return 0
 
 
@@ -111,7 +113,7 @@ def compare_with_lock(outcomes: list, profile: str, record: bool) -> list[str]:
     return lock.compare(paths.RESULTS_LOCK, profile, records)
 
 
-def print_summary(summary: list[tuple[str, str, float]], pages: int | None) -> None:
+def print_summary(summary: list[tuple[str, str, float]], pages: int | None, warnings: list[str]) -> None:
     width = max(len(name) for name, *_ in summary)
     print("\nstage".ljust(width + 2) + "  status       seconds")
     for name, status, seconds in summary:
@@ -121,6 +123,10 @@ def print_summary(summary: list[tuple[str, str, float]], pages: int | None) -> N
             manifest = paths.TEX_DIR / "manifest.json"
             pages = json.loads(manifest.read_text()).get("pages") if manifest.exists() else "?"
         print(f"\noutput: {paths.REPORT_PDF.relative_to(paths.ROOT)} ({pages} pages)")
+    if warnings:
+        print(f"\nwarnings ({len(warnings)}; `--strict` makes them errors):")
+        for warning in warnings:
+            print(f"  {warning}")
 
 
 def main(argv: list[str] | None = None) -> int:

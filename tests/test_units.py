@@ -14,7 +14,7 @@ import torch
 from genreport import cache
 from genreport.check import pdf_text
 from genreport.config import apply_overrides, load
-from genreport.document import check_characters, check_references, read_text
+from genreport.content import check_characters, check_references, read_text
 from genreport.errors import BuildError
 from genreport.experiments import project_sources
 from genreport.experiments.data import deslant, ring_centers, ring_metrics
@@ -117,7 +117,7 @@ def test_unknown_citation_and_reference(tmp_path: Path) -> None:
 
 
 def test_bibliography_has_at_least_15_entries() -> None:
-    from genreport.document import bibliography_keys
+    from genreport.content import bibliography_keys
 
     assert len(bibliography_keys(ROOT / "report/references.bib")) >= 15
 

@@ -1,0 +1,312 @@
+"""Content -> LaTeX body: what the student wrote becomes LaTeX, checked on the way.
+
+Student text is Markdown, rendered first by Jinja (so numbers come from build/results) and then by
+pandoc with raw TeX switched off, so that whatever a student types is printed, never executed.
+Cross-references (@fig:x, @tbl:x, @sec:x) and citations (@key) are checked here, with file and line,
+before LaTeX ever sees them. Nothing here knows about the template or latexmk (genreport/typeset.py).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import re
+import subprocess
+import tempfile
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from genreport import cache, images, paths
+from genreport.config import ReportConfig
+from genreport.errors import BuildError
+
+SECTIONS = ("aim", "1-foundations", "2-architectures", "3-applications", "4-scaling", "result")
+EXERCISES = SECTIONS[1:5]
+BIBLIOGRAPHY = "references.bib"
+PANDOC_TIMEOUT_S = 30
+
+# Characters beyond Latin-1 that the template maps for pdfLaTeX (newunicodechar); everything else
+# outside ASCII, Latin-1 and Latin Extended-A is refused with its file, line and column.
+UNICODE_LATEX = {
+    **{chr(0x3B1 + i): rf"\ensuremath{{\{name}}}" for i, name in enumerate(
+        ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu", "nu", "xi", "o", "pi", "rho", "varsigma", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega"]) if name not in {"o"}},
+    "Γ": r"\ensuremath{\Gamma}", "Δ": r"\ensuremath{\Delta}", "Θ": r"\ensuremath{\Theta}", "Λ": r"\ensuremath{\Lambda}",
+    "Π": r"\ensuremath{\Pi}", "Σ": r"\ensuremath{\Sigma}", "Φ": r"\ensuremath{\Phi}", "Ψ": r"\ensuremath{\Psi}",
+    "Ω": r"\ensuremath{\Omega}", "≤": r"\ensuremath{\leq}", "≥": r"\ensuremath{\geq}", "≠": r"\ensuremath{\neq}",
+    "≈": r"\ensuremath{\approx}", "→": r"\ensuremath{\rightarrow}", "←": r"\ensuremath{\leftarrow}",
+    "↔": r"\ensuremath{\leftrightarrow}", "⇒": r"\ensuremath{\Rightarrow}", "∞": r"\ensuremath{\infty}",
+    "∑": r"\ensuremath{\sum}", "√": r"\ensuremath{\surd}", "∈": r"\ensuremath{\in}", "∝": r"\ensuremath{\propto}",
+    "−": r"\ensuremath{-}", "∼": r"\ensuremath{\sim}", "⋅": r"\ensuremath{\cdot}", "∂": r"\ensuremath{\partial}",
+    "∇": r"\ensuremath{\nabla}", "′": r"\ensuremath{'}", "‑": "-", "\u2009": r"\,", "\u202f": r"\,",
+    "€": r"\texteuro{}", "™": r"\texttrademark{}", "•": r"\textbullet{}", "†": r"\textdagger{}",
+}
+TYPOGRAPHIC = set("‘’‚“”„–—…")  # handled by pdfLaTeX's utf8 input encoding with T1 fonts
+
+
+def is_printable(ch: str) -> bool:
+    code = ord(ch)
+    return (
+        ch in "\n\t" or 0x20 <= code < 0x7F or 0xA0 <= code <= 0x17F and code != 0xAD
+        or ch in TYPOGRAPHIC or ch in UNICODE_LATEX
+    )
+
+
+def check_characters(path: Path, text: str) -> None:
+    for number, line in enumerate(text.splitlines(), start=1):
+        for column, ch in enumerate(line, start=1):
+            if is_printable(ch):
+                continue
+            if ch == "\ufffd":
+                raise BuildError(
+                    f"column {column}: U+FFFD REPLACEMENT CHARACTER (\ufffd) - text broken by a copy-paste",
+                    path=path, line=number, hint="retype the character that was lost (often a hyphen or a quote)")
+            raise BuildError(
+                f"column {column}: character {ch!r} (U+{ord(ch):04X}) cannot be typeset by the report's fonts",
+                path=path, line=number, hint="replace it, or write maths between $...$ (e.g. $\\alpha$)")
+
+
+def read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BuildError("content file is missing", path=path, hint=f"the report needs {', '.join(s + '.md' for s in SECTIONS)}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise BuildError(f"byte 0x{data[error.start]:02X} is not UTF-8", path=path, line=line,
+                         hint="save the file as UTF-8 in your editor") from None
+    check_characters(path, text)
+    return text
+
+
+# --- Markdown with numbers from results ----------------------------------------------------------
+
+def _number(value: float, digits: int | None = None) -> str:
+    if digits is None:
+        return f"{value:,}" if isinstance(value, int) else f"{value:,.3g}"
+    return f"{value:,.{digits}f}"
+
+
+def _percent(value: float, digits: int = 1) -> str:
+    return f"{100 * value:.{digits}f}%"
+
+
+def _scientific(value: float, digits: int = 1) -> str:
+    mantissa, exponent = f"{value:.{digits}e}".split("e")
+    return f"${mantissa} \\times 10^{{{int(exponent)}}}$"
+
+
+def _diagram(name: str, caption: str) -> str:
+    from pylatex.utils import escape_latex
+
+    return (f"\n```{{=latex}}\n\\begin{{figure}}[tbp]\n\\centering\n\\input{{diagrams/{name}}}\n"
+            f"\\caption{{{escape_latex(caption)}}}\\label{{fig:diagram-{name}}}\n\\end{{figure}}\n```\n")
+
+
+def markdown_environment():
+    import jinja2
+
+    # Pandoc's attribute syntax {#fig:x} would open a Jinja comment, so comments use {%# ... #%} instead.
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True,
+                             comment_start_string="{%#", comment_end_string="#%}")
+    env.filters.update(num=_number, pct=_percent, sci=_scientific)
+    env.globals["diagram"] = _diagram
+    return env
+
+
+def render_markdown(path: Path, text: str, context: dict[str, Any]) -> str:
+    import jinja2
+
+    try:
+        return markdown_environment().from_string(text).render(context)
+    except jinja2.TemplateSyntaxError as error:
+        raise BuildError(f"template syntax: {error.message}", path=path, line=error.lineno) from None
+    except (jinja2.UndefinedError, TypeError, ValueError, KeyError) as error:
+        frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == "<template>"]
+        raise BuildError(f"cannot fill in a value: {error}", path=path, line=frames[-1].lineno if frames else None,
+                         hint="names available: " + ", ".join(sorted(context))) from None
+
+
+# --- references and citations -----------------------------------------------------------------
+
+CITATION = re.compile(r"(?<![\w.@])@([A-Za-z][\w:.-]*\w)")
+REFERENCE_KINDS = ("fig", "tbl", "sec", "eq")  # @fig:x and friends; the Lua filter knows the same four
+LABEL = re.compile(rf"\{{#((?:{'|'.join(REFERENCE_KINDS)}):[\w:.-]+)")
+DIAGRAM = re.compile(r"""diagram\(\s*["']([\w-]+)["']""")
+
+
+def bibliography_keys(path: Path) -> set[str]:
+    return set(re.findall(r"^@\w+\s*\{\s*([^,\s]+)\s*,", read_text(path), re.MULTILINE))
+
+
+def check_references(sources: dict[Path, str], bib_keys: set[str]) -> set[str]:
+    """Every @key must be in the bibliography, every @fig/@tbl/@sec must name a label. Returns the cited keys."""
+    labels = set()
+    for text in sources.values():
+        labels |= set(LABEL.findall(text)) | {f"fig:diagram-{name}" for name in DIAGRAM.findall(text)}
+    cited = set()
+    for path, text in sources.items():
+        for number, line in enumerate(text.splitlines(), start=1):
+            for key in CITATION.findall(line):
+                if key.split(":")[0] in REFERENCE_KINDS:
+                    if key not in labels:
+                        raise BuildError(f"reference to @{key}, but no figure, table, section or equation has the label {{#{key}}}",
+                                         path=path, line=number, hint="known labels: " + ", ".join(sorted(labels)))
+                elif key not in bib_keys:
+                    raise BuildError(f"citation @{key} is not in {BIBLIOGRAPHY}", path=path, line=number,
+                                     hint="add a BibTeX entry with that key, or fix the spelling")
+                else:
+                    cited.add(key)
+    return cited
+
+
+@dataclass(frozen=True)
+class Converted:
+    latex: str
+    records: list[list[str]]  # (kind, text) pairs the filter recorded in order: figure/table captions, image paths
+    cache_file: Path
+
+    def recorded(self, kind: str) -> list[str]:
+        return [text for recorded_kind, text in self.records if recorded_kind == kind]
+
+
+PANDOC_READER = "markdown-raw_tex-raw_html+autolink_bare_uris"  # a typed URL becomes a link that can break
+
+
+def _pandoc(arguments: list[str], source: str, path: Path, env: dict[str, str] | None = None) -> str:
+    import pypandoc
+
+    try:
+        done = subprocess.run([pypandoc.get_pandoc_path(), *arguments], input=source, check=False, capture_output=True,
+                              text=True, timeout=PANDOC_TIMEOUT_S, env=env)
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"pandoc did not finish within {PANDOC_TIMEOUT_S} s", path=path) from None
+    if done.returncode != 0:
+        raise BuildError(f"pandoc failed: {done.stderr.strip()}", path=path)
+    return done.stdout
+
+
+def _cache_file(parts: list[str]) -> Path:
+    return paths.PANDOC_CACHE_DIR / f"{cache.digest([importlib.metadata.version('pypandoc-binary'), *parts])}.json"
+
+
+def pandoc_to_latex(path: Path, markdown: str) -> Converted:
+    """LaTeX for one content file.
+
+    Pandoc costs about 50 ms a file; its output is cached by input, filter and pandoc version, so an edit
+    to one file converts only that file.
+    """
+    filter_file = paths.TEMPLATES_DIR / "pandoc" / "filter.lua"
+    arguments = [f"--from={PANDOC_READER}", "--to=latex", "--biblatex", "--wrap=preserve", "--top-level-division=section",
+                 f"--lua-filter={filter_file}"]
+    cached = _cache_file([*arguments, filter_file.read_text(encoding="utf-8"), markdown])
+    try:
+        stored = json.loads(cached.read_text())
+        return Converted(stored["latex"], stored["records"], cached)
+    except (OSError, ValueError, KeyError):
+        pass
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("r", dir=cached.parent, suffix=".tsv") as records_file:
+        env = {**os.environ, "GENREPORT_RECORDS": records_file.name, "GENREPORT_IMAGE_DIR": images.TEX_SUBDIR}
+        latex = _pandoc(arguments, markdown, path, env)
+        records = [line.split("\t", 1) for line in records_file.read().splitlines()]
+    # Pandoc escapes a typed ^ as an accent on nothing (\^{}), which prints as a small raised hat; the
+    # student typed a caret.
+    latex = latex.replace("\\^{}", "\\textasciicircum{}")
+    cache.write_atomic(cached, json.dumps({"latex": latex, "records": records}).encode())
+    return Converted(latex, records, cached)
+
+
+def highlighting_macros() -> tuple[str, Path]:
+    """The LaTeX macros (Shaded, Highlighting, \\KeywordTok, ...) that pandoc's highlighted code uses, from
+    pandoc itself so that they always match its output; cached like a conversion."""
+    template = paths.TEMPLATES_DIR / "pandoc" / "highlighting.latex"
+    arguments = ["--from=markdown", "--to=latex", f"--template={template}"]
+    cached = _cache_file([*arguments, template.read_text(encoding="utf-8")])
+    try:
+        return json.loads(cached.read_text())["latex"], cached
+    except (OSError, ValueError, KeyError):
+        pass
+    macros = _pandoc(arguments, "```python\npass\n```\n", template)
+    cache.write_atomic(cached, json.dumps({"latex": macros}).encode())
+    return macros, cached
+
+
+def load_results() -> dict[str, Any]:
+    results = {}
+    for path in sorted(paths.RESULTS_DIR.glob("*.json")):
+        results[path.stem] = json.loads(path.read_text())
+    return results
+
+
+
+@dataclass(frozen=True)
+class Body:
+    """Everything typesetting needs from the content: LaTeX per section, the preamble definitions the
+    converted text relies on, the student's images, and what the grader's checklist compares against."""
+
+    sections: dict[str, str]  # LaTeX by section name (aim, foundations, ..., result)
+    preamble: str  # \\newunicodechar mappings and pandoc's code-highlighting macros
+    bibliography: Path
+    images: dict[str, Path]  # path inside build/tex -> the student's file under report/
+    image_dir: str  # the folder of build/tex that holds exactly those images
+    manifest: dict[str, Any]  # title block, headings, captions, cited keys
+
+
+def convert(config: ReportConfig, content_dir: Path = paths.CONTENT_DIR) -> Body:
+    """Read, check, fill in and convert every content file; the LaTeX body of the report."""
+    bib_path = content_dir / BIBLIOGRAPHY
+    bib_keys = bibliography_keys(bib_path)
+    raw = {path: read_text(path) for path in (content_dir / f"{name}.md" for name in SECTIONS)}
+    cited = check_references(raw, bib_keys)
+    results = load_results()
+    missing = {"gan", "vae", "scaling", "diffusion"} - set(results)
+    if missing:
+        raise BuildError(f"results missing for {sorted(missing)}", path=paths.RESULTS_DIR, hint="run `python build.py experiments`")
+    context = {**results, "report": config.title_block}
+
+    sections, figure_captions, table_captions, student_images = {}, [], [], {}
+    macros, macros_file = highlighting_macros()
+    conversions = {macros_file}
+    for path, text in raw.items():
+        markdown = render_markdown(path, text, context)
+        check_characters(path, markdown)
+        converted = pandoc_to_latex(path, markdown)
+        sections[path.stem.split("-")[-1]] = f"% source: {_shown(path)}\n" + converted.latex
+        figure_captions += converted.recorded("figure")
+        table_captions += converted.recorded("table")
+        for src in converted.recorded("image"):
+            checked = images.resolve(src, content_dir, path, text)
+            if checked:
+                student_images[checked[0]] = checked[1]
+        conversions.add(converted.cache_file)
+    for stale in set(paths.PANDOC_CACHE_DIR.glob("*")) - conversions:  # earlier versions of the text
+        stale.unlink(missing_ok=True)
+
+    exercise_titles = [re.search(r"\\section\{(.*?)\}\\label", sections[name.split("-")[-1]]) for name in EXERCISES]
+    manifest = {
+        "title_block": vars(config.title_block),
+        "exercise_headings": [_plain(m.group(1)) if m else "" for m in exercise_titles],
+        "figure_captions": figure_captions,
+        "diagram_captions": re.findall(r'diagram\(\s*"[\w-]+"\s*,\s*"([^"]+)"', "\n".join(raw.values())),
+        "table_captions": table_captions,
+        "cited_keys": sorted(cited),
+    }
+    unicode_definitions = "\n".join(rf"\newunicodechar{{{ch}}}{{{latex}}}" for ch, latex in UNICODE_LATEX.items())
+    return Body(sections, f"{unicode_definitions}\n{macros}", bib_path, student_images, images.TEX_SUBDIR, manifest)
+
+
+def _shown(path: Path) -> str:
+    """The path the source marker in report.tex names: relative to the project when inside it."""
+    try:
+        return str(path.resolve().relative_to(paths.ROOT))
+    except ValueError:
+        return str(path.resolve())
+
+
+def _plain(latex: str) -> str:
+    return re.sub(r"\\[a-zA-Z]+\{?|[{}]", "", latex)

@@ -1,0 +1,278 @@
+"""LaTeX -> PDF: the template, build/tex, latexmk, and what its log says.
+
+Takes the LaTeX body that genreport/content.py made; knows nothing about Markdown, Jinja numbers or
+pandoc. Errors and warnings point back at the student's content file through the `% source:` markers
+that each section starts with.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from genreport import cache, paths
+from genreport.config import ReportConfig
+from genreport.errors import BuildError
+
+if TYPE_CHECKING:
+    from genreport.content import Body
+
+LATEX_TIMEOUT_S = 55
+OVERFULL_LIMIT_PT = 1.0
+
+def latex_environment():
+    import jinja2
+
+    # Delimiters that never appear in LaTeX, so braces and percent signs stay LaTeX's.
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(paths.TEMPLATES_DIR), undefined=jinja2.StrictUndefined, autoescape=False,
+        block_start_string="<%", block_end_string="%>", variable_start_string="<<", variable_end_string=">>",
+        comment_start_string="<#", comment_end_string="#>", keep_trailing_newline=True)
+
+
+def render_template(name: str, **values: Any) -> str:
+    import jinja2
+
+    try:
+        return latex_environment().get_template(name).render(**values)
+    except jinja2.TemplateSyntaxError as error:
+        raise BuildError(f"template syntax: {error.message}", path=error.filename or paths.TEMPLATES_DIR / name,
+                         line=error.lineno, hint="template tags are << value >>, <% block %> and <# comment #>") from None
+    except jinja2.TemplateNotFound as error:
+        raise BuildError(f"template {error.name} is missing", path=paths.TEMPLATES_DIR,
+                         hint="restore it with `git checkout templates/`") from None
+    except jinja2.UndefinedError as error:
+        frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename.endswith(".j2")]
+        raise BuildError(f"template uses an unknown value: {error.message}", path=frames[-1].filename if frames else paths.TEMPLATES_DIR / name,
+                         line=frames[-1].lineno if frames else None, hint="values passed: " + ", ".join(sorted(values))) from None
+
+
+def source_date_epoch() -> str:
+    """The last commit's date, so that two builds of one commit stamp the same date into the PDF.
+
+    Outside a git checkout (a tarball, a copy) it is the newest modification time of the content and
+    the configuration: still the same for two builds of unchanged sources.
+    """
+    try:
+        done = subprocess.run(["git", "log", "-1", "--format=%ct"], check=False, cwd=paths.ROOT, capture_output=True, text=True, timeout=10)
+        stamp = done.stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        stamp = ""
+    if stamp.isdigit():
+        return stamp
+    sources = [paths.CONFIG_FILE, *paths.CONTENT_DIR.glob("*")]
+    return str(int(max(path.stat().st_mtime for path in sources if path.is_file())))
+
+
+def write_sources(body: Body, config: ReportConfig) -> None:
+    """Generate build/tex: report.tex, bibliography, figures, diagrams, the student's images."""
+    from pylatex.utils import escape_latex
+
+    tex_dir = paths.TEX_DIR
+    tex_dir.mkdir(parents=True, exist_ok=True)
+    title = {field: escape_latex(str(value)) for field, value in vars(config.title_block).items()}
+    document = render_template("report.tex.j2", title=title, sections=body.sections, preamble=body.preamble,
+                               bibliography=body.bibliography.name, pdf_title=escape_latex(config.title_block.title),
+                               pdf_author=escape_latex(config.title_block.student_name))
+    tex_file = tex_dir / "report.tex"
+    if not tex_file.exists() or tex_file.read_text() != document:  # untouched sources let latexmk skip its runs
+        cache.write_atomic(tex_file, document.encode())
+    _sync_dir(paths.FIGURES_DIR, tex_dir / "figures")
+    _sync_dir(paths.TEMPLATES_DIR / "diagrams", tex_dir / "diagrams")
+    _sync_files(body.images, tex_dir, tex_dir / body.image_dir)
+    target = tex_dir / body.bibliography.name
+    if not target.exists() or cache.file_digest(target) != cache.file_digest(body.bibliography):
+        cache.copy_atomic(body.bibliography, target)
+
+
+def _sync_dir(source: Path, target: Path) -> None:
+    _sync_files({p.name: p for p in source.glob("*") if p.is_file()}, target, target)
+
+
+def _sync_files(files: dict[str, Path], root: Path, target: Path) -> None:
+    """Make `target` hold exactly `files` (path relative to `root` -> source file), copying only what changed."""
+    target.mkdir(parents=True, exist_ok=True)
+    wanted = {(root / name).resolve() for name in files}
+    for stale in [p for p in target.rglob("*") if p.is_file() and p.resolve() not in wanted]:
+        stale.unlink()
+    for name, source in files.items():
+        copy = root / name
+        if not copy.exists() or cache.file_digest(copy) != cache.file_digest(source):
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            cache.copy_atomic(source, copy)
+
+
+def run_latexmk() -> list[LayoutWarning]:
+    env = {
+        **os.environ,
+        # Untrusted sources: no shell escape, and TeX may read and write only inside build/tex.
+        "shell_escape": "f", "openout_any": "p", "openin_any": "p",
+        "SOURCE_DATE_EPOCH": source_date_epoch(), "FORCE_SOURCE_DATE": "1", "max_print_line": "10000",
+    }
+    # coreutils `timeout` holds the whole TeX process tree in its own process group and kills all of it
+    # at the limit, even if this Python process is gone; and if this process dies (Ctrl-C, SIGKILL),
+    # the kernel sends `timeout` SIGTERM (util-linux setpriv's parent-death signal), which it passes on
+    # to the tree, so no TeX run outlives a build.
+    command = ["setpriv", "--pdeathsig", "TERM", "timeout", "--signal=KILL", str(LATEX_TIMEOUT_S),
+               "latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error",
+               "-pdflatex=pdflatex -no-shell-escape %O %S", "-silent", "report.tex"]
+    process = subprocess.Popen(command, cwd=paths.TEX_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    output, _ = process.communicate()
+    if process.returncode in (124, -signal.SIGKILL, 128 + signal.SIGKILL):
+        raise BuildError(f"LaTeX did not finish within {LATEX_TIMEOUT_S} s (a macro that never ends?)",
+                         path=paths.TEX_DIR / "report.log", hint="look for a recursive definition in your content") from None
+    (paths.TEX_DIR / "latexmk.out").write_text(output)
+    if process.returncode != 0:
+        raise latex_failure()
+    return check_log(paths.TEX_DIR / "report.log")
+
+
+# TeX's most common complaints about what a student typed, each with what to do about it, in words
+# (after Overleaf's log hints). Matched against the error line; {command} is the last command before where TeX stopped.
+HINTS: list[tuple[str, str]] = [
+    (r"Undefined control sequence",
+     "LaTeX does not know the command {command}: check its spelling; maths commands such as \\alpha only work between $...$"),
+    (r"Missing \$ inserted",
+     "a maths symbol (^, _ or a command like \\alpha) is outside $...$, or a $...$ does not close: put the maths between $ and $"),
+    (r"Extra \}, or forgotten \$|Missing \} inserted|Too many \}'s|Extra \\right|Missing \\right",
+     "braces { } or \\left ... \\right in a formula do not pair up: count them in that formula"),
+    (r"Double (?:superscript|subscript)", "two ^ or two _ in a row: write x^{ab} or {x^a}^b with braces"),
+    (r"Misplaced alignment tab character &", "an & in a formula outside an aligned block: write \\& for an ampersand"),
+    (r"Illegal parameter number", "a # in a formula: write \\# for the hash sign"),
+    (r"Display math should end with \$\$", "a $$ display does not close: end it with $$"),
+    (r"File ended while scanning use of", "a { in a formula has no matching }: close it before the formula ends"),
+    (r"Paragraph ended before .* was complete|Runaway argument",
+     "a command's argument runs into a blank line: close its brace before the paragraph ends"),
+    (r"Illegal unit of measure", "a size needs a unit: write width=50% or width=6cm"),
+    (r"Dimension too large", "a size is far too large (a width= or a formula): make it smaller"),
+    (r"TeX capacity exceeded", "LaTeX ran out of memory, usually from a command that calls itself: remove it"),
+    (r"File `[^']+' not found", "a file the document includes is missing: check the path, or rebuild with --force"),
+]
+
+
+def human_hint(message: str, context: str) -> str | None:
+    """What to do about a TeX error, in a sentence; None for errors we have no advice for."""
+    commands = re.findall(r"\\[A-Za-z@]+", context)
+    for pattern, hint in HINTS:
+        if re.search(pattern, message):
+            return hint.replace("{command}", commands[-1] if commands else "named above")
+    return None
+
+
+def latex_failure() -> BuildError:
+    """Summarise the first LaTeX error, point at the student's source and say what to do."""
+    log_path = paths.TEX_DIR / "report.log"
+    log = log_path.read_text(errors="replace") if log_path.exists() else ""
+    match = re.search(r"^(?:\./)?report\.tex:(\d+): (.*)$", log, re.MULTILINE) or re.search(r"^! (.*)$", log, re.MULTILINE)
+    if not match:
+        return BuildError("LaTeX failed without an error message", path=log_path)
+    tex_line = int(match.group(1)) if match.lastindex == 2 else None
+    message = match.group(match.lastindex)
+    runaway = re.search(r"^Runaway argument\?\n(.{6,40})", log, re.MULTILINE)
+    if tex_line is None and runaway:  # TeX read on to the end of the file: find where the argument began
+        tex_line = _line_with(runaway.group(1).split(" \\par")[0])
+    # TeX shows where it stopped as "l.<line> <text up to the error>" a few lines further down.
+    context = re.search(r"^l\.\d+ (.*)$", log[match.end():], re.MULTILINE)
+    advice = human_hint(message, context.group(1) if context else "")
+    where = locate_in_content(tex_line) if tex_line else None
+    generated = f"generated source: build/tex/report.tex:{tex_line}; full log: {log_path.relative_to(paths.ROOT)}" if tex_line else None
+    hint = "; ".join(part for part in (advice, generated) if part) or None
+    if where:
+        return BuildError(f"LaTeX error: {message}", path=where[0], line=where[1], hint=hint)
+    return BuildError(f"LaTeX error: {message}", path=paths.TEX_DIR / "report.tex", line=tex_line, hint=hint)
+
+
+def _line_with(text: str) -> int | None:
+    for number, line in enumerate((paths.TEX_DIR / "report.tex").read_text().splitlines(), start=1):
+        if text in line:
+            return number
+    return None
+
+
+def locate_in_content(tex_line: int, last_line: int | None = None) -> tuple[Path, int | None] | None:
+    """The content file, and the line in it, that report.tex lines tex_line..last_line came from.
+
+    Each section of report.tex starts with a `% source:` marker; within it, the content line sharing
+    the most words with the generated lines is taken (pandoc keeps the student's line breaks).
+    """
+    lines = (paths.TEX_DIR / "report.tex").read_text().splitlines()
+    source = None
+    for index in range(min(tex_line, len(lines)) - 1, -1, -1):
+        marker = re.match(r"% source: (.+)$", lines[index])
+        if marker:
+            source = paths.ROOT / marker.group(1)
+            break
+    if source is None or not source.is_file():
+        return None
+    generated = " ".join(lines[tex_line - 1:(last_line or tex_line)])
+    words = set(re.findall(r"[A-Za-z]{4,}", re.sub(r"\\[a-zA-Z]+", " ", generated)))
+    best, best_score = None, 0
+    for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), start=1):
+        score = sum(word in line for word in words)
+        if score > best_score:
+            best, best_score = number, score
+    return source, best if best_score >= min(2, len(words)) else None
+
+
+@dataclass(frozen=True)
+class LayoutWarning:
+    """A line that sticks out of the margin: the PDF is made, the build summary says where."""
+
+    path: Path | None
+    line: int | None
+    points: float
+    text: str
+
+    def __str__(self) -> str:
+        where = f"{_shown(self.path)}:{self.line or '?'}" if self.path else "build/tex/report.tex"
+        return f"{where}: a line sticks out of the margin by {self.points:.1f} pt near: {self.text}"
+
+
+OVERFULL = re.compile(r"^Overfull \\hbox \(([\d.]+)pt too wide\) (?:in paragraph at lines (\d+)--(\d+)|in alignment at lines (\d+)--(\d+)|detected at line (\d+))\n(.*)$",
+                      re.MULTILINE)
+
+
+def _box_text(box: str) -> str:
+    """The words of TeX's one-line picture of a box: fonts, penalties and [] markers removed."""
+    text = re.sub(r"\\[A-Za-z0-9]+/[\w/.]+|\([+-]?\d+\)|\[\]|\|", " ", box)
+    return " ".join(text.split())[:80] or "(a table, image or formula)"
+
+
+def check_log(log_path: Path) -> list[LayoutWarning]:
+    """Errors for what would print wrongly (undefined references, missing glyphs); warnings for layout."""
+    log = log_path.read_text(errors="replace")
+    undefined = re.findall(r"(Reference|Citation) [`']([^']+)' on page \d+ undefined", log)
+    if undefined:
+        kind, key = undefined[0]
+        raise BuildError(f"undefined {kind.lower()} `{key}` in the PDF", path=log_path,
+                         hint="check the label or the BibTeX key; the PDF would show '??'")
+    if re.search(r"Font shape `[^']+' undefined", log):
+        raise BuildError("a font shape is missing, so LaTeX substituted another", path=log_path)
+    glyph = re.search(r"Missing character: There is no (.+?) in font (.+?)!", log)
+    if glyph:
+        raise BuildError(f"the font {glyph.group(2)} has no {glyph.group(1)}, so it is missing from the PDF", path=log_path,
+                         hint="replace the character, or write it as maths between $...$")
+    warnings = []
+    for match in OVERFULL.finditer(log):
+        points = float(match.group(1))
+        if points <= OVERFULL_LIMIT_PT:
+            continue
+        first = int(next(group for group in match.group(2, 4, 6) if group))
+        last = int(match.group(3) or match.group(5) or first)
+        where = locate_in_content(first, last)
+        warnings.append(LayoutWarning(where[0] if where else None, where[1] if where else None, points, _box_text(match.group(7))))
+    return warnings
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(paths.ROOT))
+    except ValueError:
+        return str(path)
