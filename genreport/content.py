@@ -86,13 +86,14 @@ def read_text(path: Path) -> str:
 # --- Markdown with numbers from results ----------------------------------------------------------
 
 def _number(value: float, digits: int | None = None) -> str:
+    # Python's "z" format option prints a value that rounds to zero as 0, never as -0 (an entropy of -0.0).
     if digits is None:
-        return f"{value:,}" if isinstance(value, int) else f"{value:,.3g}"
-    return f"{value:,.{digits}f}"
+        return f"{value:,}" if isinstance(value, int) else f"{value:z,.3g}"
+    return f"{value:z,.{digits}f}"
 
 
 def _percent(value: float, digits: int = 1) -> str:
-    return f"{100 * value:.{digits}f}%"
+    return f"{100 * value:z.{digits}f}%"
 
 
 def _scientific(value: float, digits: int = 1) -> str:
