@@ -12,7 +12,6 @@ import importlib.metadata
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genreport import cache, paths
+from genreport import cache, paths, provenance
 from genreport.config import ReportConfig
 from genreport.errors import BuildError
 
@@ -437,6 +436,7 @@ def build(config: ReportConfig, force: bool) -> LatexOutcome:
     if not force and paths.REPORT_PDF.exists() and stamp.exists() and stamp.read_text().split() == [key, cache.file_digest(paths.REPORT_PDF)]:
         return LatexOutcome(True, time.perf_counter() - start, None)
     manifest = write_sources(config)
+    provenance.write_figure_table(paths.TEX_DIR)
     print("  typesetting with latexmk (pdflatex, biber)", flush=True)
     # TeX keeps one core busy; the other loads the PDF readers that the page count and the checklist use
     # (0.1 s, a twentieth of a rebuild after a one-sentence edit).
@@ -454,7 +454,7 @@ def build(config: ReportConfig, force: bool) -> LatexOutcome:
     cache.write_atomic(paths.TEX_DIR / "manifest.json", json.dumps(manifest, indent=1).encode())
     # Replace the deliverable only now that the build has succeeded, and atomically.
     tmp = paths.REPORT_PDF.with_name(".report.pdf.tmp")
-    shutil.copyfile(built, tmp)
+    provenance.embed(built, tmp, provenance.collect(config, manifest))  # the PDF carries its manifest
     os.replace(tmp, paths.REPORT_PDF)
     cache.write_atomic(stamp, f"{key} {cache.file_digest(paths.REPORT_PDF)}\n".encode())
     return LatexOutcome(False, time.perf_counter() - start, pages)
