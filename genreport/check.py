@@ -216,14 +216,14 @@ def _verdict_key(pdf: Path, manifest_path: Path) -> str:
     return cache.digest(parts + ([manifest_path.read_text()] if manifest_path.exists() else []))
 
 
-def main(pdf: Path, quiet: bool = False) -> int:
+def main(pdf: Path, quiet: bool = False, out: Path | None = None) -> int:
     """Print the checklist; `quiet` (the end of a build) lists only failures and trusts an earlier
     pass of the very same PDF, manifest and checks, so an unchanged build does not parse the PDF again."""
     manifest_path = paths.TEX_DIR / "manifest.json"
     if pdf.is_dir():
         from genreport import classcheck
 
-        return classcheck.main(pdf)
+        return classcheck.main(pdf, out)
     if not pdf.exists():
         print(f"check: {pdf} does not exist; build it with `make pdf`", file=sys.stderr)
         return 1

@@ -247,7 +247,7 @@ def load_results() -> dict[str, Any]:
 
 
 def stage_inputs(config: ReportConfig) -> list[Path]:
-    files = [config.source, Path(__file__), *sorted(p for p in paths.TEMPLATES_DIR.rglob("*") if p.is_file())]
+    files = [config.source, Path(__file__), *provenance.CODE, *sorted(p for p in paths.TEMPLATES_DIR.rglob("*") if p.is_file())]
     files += sorted(p for p in paths.CONTENT_DIR.rglob("*") if p.is_file())
     files += sorted(paths.RESULTS_DIR.glob("*.json"))
     files += sorted(p for p in paths.FIGURES_DIR.glob("*") if p.is_file())
@@ -255,7 +255,8 @@ def stage_inputs(config: ReportConfig) -> list[Path]:
 
 
 def inputs_key(config: ReportConfig) -> str:
-    return cache.digest(f"{p.relative_to(paths.ROOT)}\0{cache.file_digest(p)}" for p in stage_inputs(config))
+    files = [f"{p.relative_to(paths.ROOT)}\0{cache.file_digest(p)}" for p in stage_inputs(config)]
+    return cache.digest([*files, json.dumps(provenance.git_state())])  # the PDF's manifest names commit and dirty files
 
 
 @dataclass(frozen=True)

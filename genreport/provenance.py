@@ -34,6 +34,8 @@ DIGEST_PREFIX = 12  # hex digits of a digest printed on paper: enough to tell re
 SOURCE_PATTERNS = ("build.py", "report.toml", "requirements.txt", "report/**/*", "templates/**/*", "genreport/**/*.py")
 VOLATILE_KEYS = frozenset({"seconds"})  # wall-clock times: two runs of the same computation differ in them
 MAX_LISTED_CHANGES = 50
+# Code whose output the manifest and the figure table record: the LaTeX stage reruns when it changes.
+CODE = (Path(__file__), paths.ROOT / "genreport" / "plots.py")
 
 
 # --- digests ---------------------------------------------------------------------------------------
@@ -188,7 +190,7 @@ def write_figure_table(tex_dir: Path = paths.TEX_DIR) -> None:
 
     rows = []
     for figure in figures_in_document((tex_dir / "report.tex").read_text(encoding="utf-8")):
-        name = Path(figure["file"]).name
+        name = figure["file"].removeprefix("figures/").removeprefix("templates/")
         if figure["file"].startswith("figures/"):
             from genreport import figures
 
@@ -261,6 +263,10 @@ def embed(built: Path, target: Path, manifest: dict[str, Any]) -> None:
     attachment.subtype = NameObject("/application#2Fjson")
     attachment.description = TextStringObject("genreport build manifest: checklist, sources, results, figures, versions")
     attachment.associated_file_relationship = NameObject("/Data")
+    # pypdf's update trailer names /Info only when the Info dictionary changed, and readers that take the
+    # last trailer alone (qpdf, and tools built on it) would lose title and author: so the update adds a
+    # pointer to the manifest there, which rewrites the dictionary and keeps it named.
+    writer.add_metadata({"/GenreportManifest": MANIFEST_NAME})
     buffer = io.BytesIO()
     writer.write(buffer)
     cache.write_atomic(target, buffer.getvalue())
