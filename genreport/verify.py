@@ -162,13 +162,18 @@ def prepare_sources(reuse_results: bool) -> Path:
 
 
 def sandboxed(command: list[str], writable: Path, workdir: Path) -> list[str]:
-    """bubblewrap: the whole file system read-only, a private /tmp, no network, new PID/IPC/UTS namespaces,
-    only `writable` writable, and the sandbox dies with this process."""
+    """bubblewrap: the file system read-only, the grader's home directory hidden behind an empty one (the
+    checkout and the Python it runs shown again if they live there), a private /tmp, no network, new
+    PID/IPC/UTS namespaces, only `writable` writable, and the sandbox dies with this process."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise BuildError("--sandbox needs bubblewrap (bwrap), which is not installed",
                          hint="install it with `apt-get install bubblewrap`, or run `make verify`")
-    return [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+    home = Path.home().resolve()
+    hide_home = ["--tmpfs", str(home)] if home.is_dir() and home != Path("/") else []
+    needed = {paths.ROOT.resolve(), Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.executable).resolve().parent}
+    shown_again = [arg for path in sorted(needed) if hide_home and path.is_relative_to(home) for arg in ("--ro-bind", str(path), str(path))]
+    return [bwrap, "--ro-bind", "/", "/", *hide_home, *shown_again, "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
             "--bind", str(writable), str(writable), "--unshare-all", "--die-with-parent", "--new-session",
             "--setenv", "HOME", "/tmp", "--setenv", "MPLCONFIGDIR", "/tmp/matplotlib", "--chdir", str(workdir), *command]
 
@@ -226,6 +231,11 @@ def main(pdf: Path, sandbox: bool = False, reuse_results: bool = False, rtol: fl
     intact = provenance.intact(data, manifest)
     print(f"{pdf}: built from {describe(manifest)}")
     print(f"  file: {'unchanged since its build' if intact else 'REWRITTEN OR EDITED after its build'}")
+    recorded, current = (manifest.get("source") or {}), provenance.git_state()
+    if recorded.get("commit") != current["commit"] or recorded.get("dirty") != current["dirty"]:
+        print(f"  commit: the PDF names {(recorded.get('commit') or 'none')[:10]} ({'dirty' if recorded.get('dirty') else 'clean'}), "
+              f"this checkout is at {(current['commit'] or 'none')[:10]} ({'dirty' if current['dirty'] else 'clean'}); "
+              "the manifest and the date in the rebuild follow the checkout")
     changes = source_changes(manifest)
     print(f"  sources: {'this checkout has the same sources as the build' if not changes else f'{len(changes)} files differ from the build'}")
     _print_list("source files that differ from the PDF's build", changes)

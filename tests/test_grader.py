@@ -5,15 +5,20 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import random
+import re
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from pypdf import PdfReader, PdfWriter
 
-from genreport import check, classcheck, provenance
-from tests.conftest import build
+from genreport import check, classcheck, provenance, verify
+from tests.conftest import ROOT, build
 from tests.pdfs import prose, student_report
 
 
@@ -156,3 +161,92 @@ def test_class_check_flags_identical_experiment_results(fast_project: Path, tmp_
     assert result["provenance"] == "intact" and result["score"] == result["max_score"]
     assert result["flags"][0].startswith("with second.pdf: identical experiment results: diffusion, gan, scaling, vae")
     assert json.loads((folder / classcheck.OUTPUT_DIR / "other.json").read_text())["flags"] == []
+
+
+# --- verify ---------------------------------------------------------------------------------------
+
+def bwrap_works() -> bool:
+    bwrap = shutil.which("bwrap")
+    return bwrap is not None and subprocess.run([bwrap, "--ro-bind", "/", "/", "--unshare-net", "true"], check=False).returncode == 0
+
+
+def edit_number(pdf: Path, target: Path) -> tuple[str, str]:
+    """Change the VAE's accuracy where the PDF first prints it, as an edit after the build would; returns (old, new)."""
+    vae = json.loads((pdf.parent / "build/results/vae.json").read_text())
+    old = f"{100 * vae['latent_knn_accuracy']:.1f}"
+    new = ("1" if old[0] != "1" else "2") + old[1:]
+    writer = PdfWriter(clone_from=PdfReader(pdf))
+    for page in writer.pages:
+        contents = page.get_contents()
+        data = contents.get_data()
+        if f"{old}%".encode() in data:
+            contents.set_data(data.replace(f"{old}%".encode(), f"{new}%".encode(), 1))
+            page.replace_contents(contents)
+            writer.write(target)
+            return old, new
+    raise AssertionError(f"{old}% is not in any page's content stream")
+
+
+def test_verify_names_a_number_edited_after_the_build(scratch_project: Path) -> None:
+    old, new = edit_number(scratch_project / "report.pdf", scratch_project / "edited.pdf")
+    arguments = ["verify", "edited.pdf", "--reuse-results", *(["--sandbox"] if bwrap_works() else [])]
+    done = build(scratch_project, *arguments)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "REWRITTEN OR EDITED after its build" in done.stdout
+    assert "verdict: DOES NOT MATCH" in done.stdout
+    assert re.search(rf"page \d+: {re.escape(new)} \(rebuild: {re.escape(old)}\) in \".*{re.escape(new)}%", done.stdout), done.stdout
+    assert (scratch_project / "report.pdf").read_bytes() == (scratch_project / "build/verify/src/report.pdf").read_bytes()
+
+
+def test_verify_of_an_untouched_pdf_is_identical(scratch_project: Path) -> None:
+    done = build(scratch_project, "verify", "report.pdf", "--reuse-results")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "verdict: IDENTICAL" in done.stdout and "rebuilding with this checkout's cached experiment results" in done.stdout
+
+
+def test_verify_compares_pages_text_and_figures(fast_project: Path, tmp_path: Path) -> None:
+    original = fast_project / "report.pdf"
+    shortened = tmp_path / "shortened.pdf"
+    writer = PdfWriter(clone_from=PdfReader(original))
+    writer.remove_page(4)
+    writer.write(shortened)
+    beyond, tolerated = verify.compare_text(verify.read_text(shortened), verify.read_text(original), rtol=0.01)
+    assert beyond and all("missing from the PDF" in line for line in beyond) and not tolerated
+    assert beyond[0].startswith("page 5 of the rebuild")
+    manifest = provenance.read(original.read_bytes())
+    figures_beyond, _ = verify.compare_figures(shortened, original, manifest, manifest)
+    assert figures_beyond  # the removed page held a figure
+
+
+def test_numbers_within_tolerance_are_told_apart_from_those_beyond() -> None:
+    assert verify.within(85.3, 85.9, rtol=0.01) and not verify.within(85.3, 90.8, rtol=0.01)
+
+
+def test_verify_says_so_when_the_pdf_has_no_manifest(fast_project: Path) -> None:
+    done = build(fast_project, "verify", "build/tex/report.pdf")
+    assert done.returncode == 2 and "carries no genreport manifest" in done.stderr
+
+
+@pytest.mark.skipif(not bwrap_works(), reason="bubblewrap is not installed or cannot create namespaces here")
+def test_sandbox_allows_writes_only_to_the_rebuild_directory_and_no_network(tmp_path: Path) -> None:
+    # Not under /tmp, which the sandbox replaces with its own: a file the grader's checkout holds.
+    writable, outside = tmp_path / "build", ROOT / "build" / f"sandbox-probe-{os.getpid()}"
+    writable.mkdir()
+    home = Path.home()
+    listener = socket.create_server(("127.0.0.1", 0))  # the grader's machine: reachable from outside the sandbox only
+    port = listener.getsockname()[1]
+    script = ("import pathlib, socket, sys\n"
+              f"pathlib.Path({str(writable / 'ok')!r}).write_text('ok')\n"
+              f"try:\n    pathlib.Path({str(outside)!r}).write_text('escaped')\nexcept OSError:\n    print('read-only')\n"
+              f"try:\n    socket.create_connection(('127.0.0.1', {port}), timeout=5)\nexcept OSError:\n    print('no network')\n"
+              f"print(*sorted(p.name for p in pathlib.Path({str(home)!r}).iterdir()))\n")
+    done = subprocess.run(verify.sandboxed([sys.executable, "-c", script], writable, writable), capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    listener.close()
+    outside.unlink(missing_ok=True)
+    assert done.stdout.split()[:3] == ["read-only", "no", "network"]
+    # The grader's home is hidden, but for the Python interpreter the rebuild needs, if it lives there.
+    interpreter = {Path(sys.executable).resolve().parent, Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}
+    needed = {path.relative_to(home).parts[0] for path in interpreter if path.is_relative_to(home)}
+    assert set(done.stdout.split()[3:]) == needed
+    assert (writable / "ok").exists() and not outside.exists()
