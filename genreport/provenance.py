@@ -205,6 +205,7 @@ def write_figure_table(tex_dir: Path = paths.TEX_DIR) -> None:
         rows.append(rf"\ref{{{figure['label']}}} & \texttt{{{escape_latex(name)}}} & {drawn_by} & {read} \\")
     table = "\n".join([
         "% Written by genreport/provenance.py from the figures, genreport/plots.py and build/results.",
+        r"\clearpage",  # an appendix of its own, not a heading stranded at the foot of the bibliography
         r"\section*{Figure provenance}",
         r"\addcontentsline{toc}{section}{Figure provenance}",
         r"Every figure, the file the build drew, the function in \texttt{genreport/plots.py} that drew it, and the "
