@@ -141,14 +141,34 @@ def _figure_and_reference_items(text: str, flat: str, manifest: dict | None) -> 
     return items
 
 
+ENCRYPTED = "encrypted: the PDF is password-protected; ask for an unprotected copy"
+
+
+def why_unreadable(data: bytes) -> str | None:
+    """A reason a grader understands for a file that cannot be checked, or None when it looks like a PDF."""
+    if not data:
+        return "empty file"
+    if b"%PDF-" not in data[:1024]:
+        kind = "text" if all(32 <= b < 127 or b in b"\r\n\t" for b in data[:512]) else "binary data"
+        return f"not a PDF (the file holds {kind}, starting {data[:24]!r})"
+    if b"%%EOF" not in data[-2048:]:
+        return "truncated: the PDF has no end-of-file marker (the upload or copy was cut short)"
+    return None
+
+
 def run_checks(pdf: Path, manifest: dict | None, text: str | None = None) -> list[Item]:
     """The checklist. With `manifest` None (a PDF from another tool) the items that need it are
     reported as not run (ok None) and the text alone is checked where it can be."""
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
+    reason = why_unreadable(pdf.read_bytes())
+    if reason is not None:
+        return [Item("PDF opens", False, reason)]
     try:
         reader = PdfReader(pdf)
+        if reader.is_encrypted:
+            return [Item("PDF opens", False, ENCRYPTED)]
         pages = len(reader.pages)
     except (OSError, PdfReadError) as error:
         return [Item("PDF opens", False, str(error))]
@@ -180,7 +200,7 @@ def provenance_items(data: bytes, manifest: dict) -> list[Item]:
 
     source = manifest.get("source") or {}
     commit = (source.get("commit") or "")[:10] or "not a git checkout"
-    state = {True: f", {len(source.get('changed', []))} files changed since it", False: ", clean", None: ""}[source.get("dirty")]
+    state = {True: f", uncommitted changes in {len(source.get('changed', []))} file(s)", False: ", clean", None: ""}[source.get("dirty")]
     unchanged = provenance.intact(data, manifest)
     return [Item("provenance embedded", True, f"commit {commit}{state}; {manifest.get('profile') or '?'} profile"),
             Item("PDF unchanged since its build", unchanged,

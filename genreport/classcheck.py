@@ -72,29 +72,17 @@ def shingles(text: str) -> set[int]:
     return {hash(" ".join(words[i:i + SHINGLE_WORDS])) for i in range(len(words) - SHINGLE_WORDS + 1)}
 
 
-def why_unreadable(data: bytes) -> str | None:
-    """A reason a grader understands for a file that cannot be checked, or None when it looks like a PDF."""
-    if not data:
-        return "empty file"
-    if b"%PDF-" not in data[:1024]:
-        kind = "text" if all(32 <= b < 127 or b in b"\r\n\t" for b in data[:512]) else "binary data"
-        return f"not a PDF (the file holds {kind}, starting {data[:24]!r})"
-    if b"%%EOF" not in data[-2048:]:
-        return "truncated: the PDF has no end-of-file marker (the upload or copy was cut short)"
-    return None
-
-
 def inspect(path: Path, root: Path) -> Submission:
     from pypdf import PdfReader
 
     submission = Submission(str(path.relative_to(root)))
     data = path.read_bytes()
-    reason = why_unreadable(data)
+    reason = check.why_unreadable(data)
     if reason is None:
         try:
             reader = PdfReader(io.BytesIO(data))
             if reader.is_encrypted:
-                reason = "encrypted: the PDF is password-protected; ask for an unprotected copy"
+                reason = check.ENCRYPTED
             else:
                 _check(submission, path, data, reader)
         # One damaged file must never stop a class's batch; whatever the readers raise becomes its row.
@@ -119,7 +107,6 @@ def _check(submission: Submission, path: Path, data: bytes, reader: Any) -> None
         submission.provenance = "intact" if provenance.intact(data, manifest) else "modified after build"
         submission.commit = (manifest.get("source") or {}).get("commit")
         submission.result_digests = {name: entry["digest"] for name, entry in (manifest.get("results") or {}).items()}
-        submission.figure_digests = {f["sha256"] for f in manifest.get("figures", []) if f.get("results") and f.get("sha256")}
         title = manifest.get("title_block") or {}
         for key in ("student_name", "register_number"):
             built = str(title.get(key, ""))
@@ -128,7 +115,7 @@ def _check(submission: Submission, path: Path, data: bytes, reader: Any) -> None
                 submission.flags.append(f"{key.replace('_', ' ')} printed ({shown}) differs from the build's manifest ({built})")
             if not shown:
                 setattr(submission, key, built or None)
-    submission.figure_digests |= _image_digests(reader)
+    submission.figure_digests = _image_digests(reader)
     submission.shingles = shingles(text)
 
 

@@ -91,50 +91,64 @@ def compare_text(submitted: PdfText, rebuilt: PdfText, rtol: float) -> tuple[lis
                 (tolerated if within(_value(a), _value(b), rtol) else beyond).append(line)
             continue
         if left:
-            words = " ".join(t.text for t in left)
+            words = " ".join(t.text for t in left) + (f" ... ({len(left)} words)" if len(left) > 20 else "")
             what = f"reads \"{words[:120]}\" where the rebuild has \"{' '.join(t.text for t in right)[:120]}\"" if right else f"has \"{words[:120]}\" that the rebuild does not"
             beyond.append(f"page {left[0].page}: {what}, in \"{sentence(submitted, left[0])}\"")
         else:
-            beyond.append(f"page {right[0].page} of the rebuild: \"{' '.join(t.text for t in right)[:120]}\" is missing from the PDF, "
+            missing = " ".join(t.text for t in right)[:120] + (f" ... ({len(right)} words)" if len(right) > 20 else "")
+            beyond.append(f"page {right[0].page} of the rebuild: \"{missing}\" is missing from the PDF, "
                           f"in \"{sentence(rebuilt, right[0])}\"")
     return beyond, tolerated
 
 
 def figure_streams(pdf: Path) -> list[tuple[str, int]]:
-    """(digest, page) of each image or embedded figure, in the order LaTeX included them (/Im1, /Im2, ...)."""
+    """(digest, page) of each image or embedded figure, in page order and, on a page, in the order LaTeX
+    included them (/Im1, /Im2, ...)."""
     import hashlib
 
     from pypdf import PdfReader
 
-    found: dict[int, tuple[str, int]] = {}
+    found: dict[tuple[int, int], str] = {}
     for number, page in enumerate(PdfReader(pdf).pages, start=1):
         for name, xobject in ((page.get("/Resources") or {}).get("/XObject") or {}).items():
             index = re.fullmatch(r"/Im(\d+)", name)
             xobject = xobject.get_object()
             if index and xobject.get("/Subtype") in ("/Image", "/Form"):
-                found.setdefault(int(index.group(1)), (hashlib.sha256(xobject.get_data()).hexdigest(), number))
-    return [found[key] for key in sorted(found)]
+                found[(number, int(index.group(1)))] = hashlib.sha256(xobject.get_data()).hexdigest()
+    return [(found[key], key[0]) for key in sorted(found)]
 
 
 def compare_figures(submitted_pdf: Path, rebuilt_pdf: Path, submitted: dict[str, Any], rebuilt: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """(figures that differ unexplained, figures redrawn from results that differ)."""
-    generated = [f for f in submitted.get("figures", []) if f["file"].startswith("figures/")]
+    """(figures that differ unexplained or are missing, figures redrawn from results that differ).
+
+    Figures are aligned by content, so a removed page costs its own figures only, not every later one."""
+    generated = [f for f in rebuilt.get("figures", []) if f["file"].startswith("figures/")]
     ours, theirs = figure_streams(submitted_pdf), figure_streams(rebuilt_pdf)
+    recorded = {name: entry["digest"] for name, entry in submitted.get("results", {}).items()}
     beyond, explained = [], []
-    if len(ours) != len(theirs):
-        beyond.append(f"the PDF shows {len(ours)} images and figures, the rebuild {len(theirs)}")
-    rebuilt_results = {name: entry["digest"] for name, entry in rebuilt.get("results", {}).items()}
-    for index, ((digest, page), (other, _)) in enumerate(zip(ours, theirs)):
-        if digest == other:
-            continue
+
+    def named(index: int) -> tuple[str, dict[str, Any]]:
         figure = generated[index] if index < len(generated) else {"file": f"image {index + 1}", "number": "?", "results": {}}
-        changed = sorted(name for name, value in figure.get("results", {}).items() if rebuilt_results.get(name) != value)
-        where = f"Figure {figure['number']} ({figure['file']}, page {page})"
-        if changed:
-            explained.append(f"{where}: redrawn from {', '.join(changed)} results that differ from the PDF's")
-        else:
-            beyond.append(f"{where} differs from the rebuild although the results it is drawn from are the same "
-                          "(replaced in the PDF, or its plotting code changed)")
+        return f"Figure {figure['number']} ({figure['file']})", figure
+
+    matcher = difflib.SequenceMatcher(None, [d for d, _ in ours], [d for d, _ in theirs], autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        for offset, j in enumerate(range(j1, j2)):
+            where, figure = named(j)
+            if i1 + offset >= i2:
+                beyond.append(f"{where} is missing from the PDF")
+                continue
+            page = ours[i1 + offset][1]
+            changed = sorted(name for name, value in figure.get("results", {}).items() if recorded.get(name) != value)
+            if changed:
+                explained.append(f"{where}, page {page}: redrawn from {', '.join(changed)} results that differ from the PDF's")
+            else:
+                beyond.append(f"{where}, page {page}: differs from the rebuild although the results it is drawn from are the same "
+                              "(replaced in the PDF, or its plotting code changed)")
+        for i in range(i1 + (j2 - j1), i2):
+            beyond.append(f"an image on page {ours[i][1]} of the PDF that the rebuild does not have")
     return beyond, explained
 
 
@@ -193,8 +207,8 @@ def rebuild(profile: str, device: str, sandbox: bool, reuse_results: bool) -> Pa
 
 def describe(manifest: dict[str, Any]) -> str:
     source, versions = manifest.get("source") or {}, manifest.get("versions") or {}
-    commit = (source.get("commit") or "no git commit")[:10]
-    state = {True: f"with {len(source.get('changed', []))} uncommitted changes", False: "clean", None: "outside git"}[source.get("dirty")]
+    commit = (source.get("commit") or "")[:10] or "none"
+    state = {True: f"with {len(source.get('changed', []))} uncommitted change(s)", False: "clean", None: "outside git"}[source.get("dirty")]
     return (f"commit {commit} ({state}), {manifest.get('profile') or '?'} profile; torch {versions.get('torch')}, "
             f"{versions.get('texlive')}, pandoc {versions.get('pandoc')}")
 
@@ -237,7 +251,7 @@ def main(pdf: Path, sandbox: bool = False, reuse_results: bool = False, rtol: fl
               f"this checkout is at {(current['commit'] or 'none')[:10]} ({'dirty' if current['dirty'] else 'clean'}); "
               "the manifest and the date in the rebuild follow the checkout")
     changes = source_changes(manifest)
-    print(f"  sources: {'this checkout has the same sources as the build' if not changes else f'{len(changes)} files differ from the build'}")
+    print(f"  sources: {'this checkout has the same sources as the build' if not changes else f'{len(changes)} file(s) differ from the build'}")
     _print_list("source files that differ from the PDF's build", changes)
 
     profile = manifest.get("profile") or "default"
