@@ -250,3 +250,20 @@ def test_sandbox_allows_writes_only_to_the_rebuild_directory_and_no_network(tmp_
     needed = {path.relative_to(home).parts[0] for path in interpreter if path.is_relative_to(home)}
     assert set(done.stdout.split()[3:]) == needed
     assert (writable / "ok").exists() and not outside.exists()
+
+
+def test_verify_names_a_figure_replaced_after_the_build(fast_project: Path, tmp_path: Path) -> None:
+    original = fast_project / "report.pdf"
+    writer = PdfWriter(clone_from=PdfReader(original))
+    for page in writer.pages:
+        forms = [x.get_object() for x in ((page.get("/Resources") or {}).get("/XObject") or {}).values()
+                 if x.get_object().get("/Subtype") == "/Form"]
+        if forms:
+            forms[0].set_data(forms[0].get_data() + b"\n0 0 m 100 100 l S\n")  # one extra line drawn on the figure
+            break
+    swapped = tmp_path / "swapped.pdf"
+    writer.write(swapped)
+    manifest = provenance.read(original.read_bytes())
+    beyond, redrawn = verify.compare_figures(swapped, original, manifest, manifest)
+    assert len(beyond) == 1 and not redrawn
+    assert beyond[0].startswith("Figure 2 (figures/gan_ring.pdf), page") and "results it is drawn from are the same" in beyond[0]
