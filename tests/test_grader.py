@@ -94,6 +94,13 @@ def test_pdf_changed_after_its_build_is_reported(fast_project: Path, tmp_path: P
     assert manifest is not None and not provenance.intact(rewritten.read_bytes(), manifest)
     done = build(fast_project, "check", str(rewritten))
     assert done.returncode == 1 and "[ ] PDF unchanged since its build" in done.stdout
+    # An editor's incremental save keeps the built bytes first but appends a second update.
+    appended = PdfWriter(fast_project / "report.pdf", incremental=True)
+    appended.add_metadata({"/Title": "edited"})
+    buffer = io.BytesIO()
+    appended.write(buffer)
+    assert buffer.getvalue().startswith((fast_project / "report.pdf").read_bytes())
+    assert not provenance.intact(buffer.getvalue(), manifest)
 
 
 def test_damaged_manifest_is_named_and_the_checks_still_run(tmp_path: Path) -> None:
