@@ -257,6 +257,9 @@ def main(pdf: Path, sandbox: bool = False, reuse_results: bool = False, rtol: fl
     profile = manifest.get("profile") or "default"
     devices = {entry.get("device") for entry in manifest.get("results", {}).values()}
     device = devices.pop() if len(devices) == 1 and None not in devices else "auto"
+    if reuse_results and not paths.EXPERIMENT_CACHE_DIR.is_dir():
+        print("--reuse-results: this checkout has no cached experiment results, so they are retrained")
+        reuse_results = False
     if reuse_results:
         print("rebuilding with this checkout's cached experiment results (--reuse-results): this verifies the text, "
               "numbers, figures and typesetting, not the training itself", flush=True)
