@@ -188,13 +188,13 @@ def write_figure_table(tex_dir: Path = paths.TEX_DIR) -> None:
     """
     from pylatex.utils import escape_latex
 
+    from genreport import figures
+
+    _, _, inputs = figures._parse_plots()
     rows = []
     for figure in figures_in_document((tex_dir / "report.tex").read_text(encoding="utf-8")):
         name = figure["file"].removeprefix("figures/").removeprefix("templates/")
         if figure["file"].startswith("figures/"):
-            from genreport import figures
-
-            _, _, inputs = figures._parse_plots()
             stem = Path(name).stem
             drawn_by = rf"\texttt{{{escape_latex(stem)}()}}"
             results = [f"{escape_latex(result)} \\texttt{{{result_digests(result)['digest'][:DIGEST_PREFIX]}}}"
