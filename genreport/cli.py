@@ -26,11 +26,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         epilog="examples:\n  python build.py              # everything, default profile\n"
                "  python build.py --fast       # reduced budgets (tests), about a minute\n"
                "  python build.py --force gan  # retrain one experiment\n"
-               "  python build.py check report.pdf",
+               "  python build.py check report.pdf\n"
+               "  python build.py check submissions/        # a whole class: results.csv + one JSON per PDF\n"
+               "  python build.py verify student.pdf        # rebuild and compare (--sandbox: no network)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", nargs="?", default="all", choices=("all", *STAGES),
-                        help="run the stages up to and including this one (default: all); `check` only checks")
-    parser.add_argument("pdf", nargs="?", type=Path, default=paths.REPORT_PDF, help="PDF to check (stage `check` only)")
+    parser.add_argument("stage", nargs="?", default="all", choices=("all", *STAGES, "verify"),
+                        help="run the stages up to and including this one (default: all); `check` only checks; "
+                             "`verify` rebuilds and compares with the PDF")
+    parser.add_argument("pdf", nargs="?", type=Path, default=paths.REPORT_PDF,
+                        help="PDF, or folder of PDFs, to check (`check`); PDF to verify (`verify`)")
     parser.add_argument("--fast", action="store_true", help="reduced-budget profile for tests and quick drafts")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where experiments run (default: auto)")
     parser.add_argument("--force", nargs="?", const="all", metavar="STAGE|EXPERIMENT",
@@ -40,6 +44,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--strict", action="store_true",
                         help="a line sticking out of the margin is an error, not a warning (also for `check`)")
     parser.add_argument("--config", type=Path, default=paths.CONFIG_FILE, help="configuration file (default: report.toml)")
+    grading = parser.add_argument_group("grading (`check DIR`, `verify PDF`)")
+    grading.add_argument("--out", type=Path, help="where `check DIR` writes results.csv and one JSON per PDF (default: DIR/checklist-results)")
+    grading.add_argument("--sandbox", action="store_true", help="verify: rebuild under bubblewrap, no network, writable only build/verify")
+    grading.add_argument("--reuse-results", action="store_true",
+                         help="verify: reuse this checkout's cached experiment results instead of retraining (seconds, not minutes)")
+    grading.add_argument("--rtol", type=float, default=0.01, help="verify: relative tolerance for numbers (default: 0.01)")
     return parser.parse_args(argv)
 
 
@@ -60,7 +70,11 @@ def run(args: argparse.Namespace) -> int:
     if args.stage == "check":
         from genreport import check
 
-        return check.main(args.pdf, strict=args.strict)
+        return check.main(args.pdf, out=args.out, strict=args.strict)
+    if args.stage == "verify":
+        from genreport import verify
+
+        return verify.main(args.pdf, sandbox=args.sandbox, reuse_results=args.reuse_results, rtol=args.rtol)
 
     from genreport.experiments import EXPERIMENTS
 
@@ -145,6 +159,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; completed results are cached and will be reused", file=sys.stderr)
         return 130
-    if args.stage != "check":
+    if args.stage not in ("check", "verify"):
         print(f"total {time.perf_counter() - start:.1f} s")
     return status

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from genreport import cache, content, paths, typeset
+from genreport import cache, content, paths, provenance, typeset
 from genreport.config import ReportConfig
 from genreport.errors import BuildError
 
 
 def stage_inputs(config: ReportConfig) -> list[Path]:
     code = [Path(module.__file__) for module in (content, typeset)] + [Path(__file__)]
-    files = [config.source, *code, *sorted(p for p in paths.TEMPLATES_DIR.rglob("*") if p.is_file())]
+    files = [config.source, *code, *provenance.CODE, *sorted(p for p in paths.TEMPLATES_DIR.rglob("*") if p.is_file())]
     files += sorted(p for p in paths.CONTENT_DIR.rglob("*") if p.is_file())
     files += sorted(paths.RESULTS_DIR.glob("*.json"))
     files += sorted(p for p in paths.FIGURES_DIR.glob("*") if p.is_file())
@@ -30,7 +29,8 @@ def stage_inputs(config: ReportConfig) -> list[Path]:
 
 
 def inputs_key(config: ReportConfig) -> str:
-    return cache.digest(f"{p.relative_to(paths.ROOT)}\0{cache.file_digest(p)}" for p in stage_inputs(config))
+    files = [f"{p.relative_to(paths.ROOT)}\0{cache.file_digest(p)}" for p in stage_inputs(config)]
+    return cache.digest([*files, json.dumps(provenance.git_state())])  # the PDF's manifest names commit and dirty files
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,7 @@ def build(config: ReportConfig, force: bool, strict: bool = False) -> LatexOutco
         return LatexOutcome(True, time.perf_counter() - start, None, warnings)
     body = content.convert(config)
     typeset.write_sources(body, config)
+    provenance.write_figure_table(paths.TEX_DIR)
     print("  typesetting with latexmk (pdflatex, biber)", flush=True)
     # TeX keeps one core busy; the other loads the PDF readers that the page count and the checklist use
     # (0.1 s, a twentieth of a rebuild after a one-sentence edit).
@@ -88,7 +89,7 @@ def build(config: ReportConfig, force: bool, strict: bool = False) -> LatexOutco
     cache.write_atomic(paths.TEX_DIR / "manifest.json", json.dumps(manifest, indent=1).encode())
     # Replace the deliverable only now that the build has succeeded, and atomically.
     tmp = paths.REPORT_PDF.with_name(".report.pdf.tmp")
-    shutil.copyfile(built, tmp)
+    provenance.embed(built, tmp, provenance.collect(config, manifest))  # the PDF carries its manifest
     os.replace(tmp, paths.REPORT_PDF)
     cache.write_atomic(stamp, f"{key} {cache.file_digest(paths.REPORT_PDF)}\n".encode())
     return LatexOutcome(False, time.perf_counter() - start, pages, warnings)
