@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 LATEX_TIMEOUT_S = 55
 OVERFULL_LIMIT_PT = 1.0
 
+
 def latex_environment():
     import jinja2
 
