@@ -14,13 +14,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from genreport import cache, content, paths, provenance, typeset
+from genreport import cache, content, images, paths, provenance, typeset
 from genreport.config import ReportConfig
 from genreport.errors import BuildError
 
 
 def stage_inputs(config: ReportConfig) -> list[Path]:
-    code = [Path(module.__file__) for module in (content, typeset)] + [Path(__file__)]
+    code = [Path(module.__file__) for module in (content, images, typeset)] + [Path(__file__)]
     files = [config.source, *code, *provenance.CODE, *sorted(p for p in paths.TEMPLATES_DIR.rglob("*") if p.is_file())]
     files += sorted(p for p in paths.CONTENT_DIR.rglob("*") if p.is_file())
     files += sorted(paths.RESULTS_DIR.glob("*.json"))

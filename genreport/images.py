@@ -65,10 +65,13 @@ def resolve(src: str, content_dir: Path, source: Path, text: str) -> tuple[str, 
         raise fail(f"{size / 2**20:.0f} MB is too large (the limit is {MAX_BYTES // 2**20} MB)",
                    "shrink it: a page-wide image needs about 2000 pixels across; save photographs as JPEG")
     found, pixels = identify(file)
+    if found is None:
+        raise fail("the file is not an image: its bytes are no PNG, JPEG or PDF, or the file is damaged",
+                   f"export it again as {expected} from the program that made it")
     if found != expected:
-        actual = f"a {found} file" if found else "not an image (its bytes are no PNG, JPEG or PDF)"
-        raise fail(f"the file is {actual}, but its name ends in {file.suffix}",
-                   f"rename it to match what it is (.png, .jpg, .pdf), or export it again as {expected}")
+        right = {"PNG": ".png", "JPEG": ".jpg", "PDF": ".pdf"}.get(found, "")
+        raise fail(f"the file is a {found} file, but its name ends in {file.suffix}",
+                   f"rename it to end in {right}" if right else f"export it again as {expected}")
     if pixels is not None and max(pixels) > MAX_SIDE_PX:
         dimensions = f"{pixels[0]:,} x {pixels[1]:,} pixels" if min(pixels) > 0 else "more pixels than Pillow will open"
         raise fail(f"{dimensions} is too large (the limit is {MAX_SIDE_PX:,} on a side)",

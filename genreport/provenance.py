@@ -20,11 +20,10 @@ import io
 import json
 import re
 import subprocess
-import zipfile
 from pathlib import Path
 from typing import Any
 
-from genreport import cache, paths
+from genreport import cache, lock, paths
 
 MANIFEST_NAME = "genreport-manifest.json"
 SCHEMA = "genreport-manifest/1"
@@ -32,7 +31,6 @@ FIGURE_TABLE = "figure-provenance.tex"  # written into build/tex, \input by temp
 DIGEST_PREFIX = 12  # hex digits of a digest printed on paper: enough to tell results apart, short enough to read
 # Files that can change what the build makes; their digests let `verify` name the source that changed.
 SOURCE_PATTERNS = ("build.py", "report.toml", "requirements.txt", "report/**/*", "templates/**/*", "genreport/**/*.py")
-VOLATILE_KEYS = frozenset({"seconds"})  # wall-clock times: two runs of the same computation differ in them
 MAX_LISTED_CHANGES = 50
 # Code whose output the manifest and the figure table record: the LaTeX stage reruns when it changes.
 CODE = (Path(__file__), paths.ROOT / "genreport" / "plots.py")
@@ -40,31 +38,10 @@ CODE = (Path(__file__), paths.ROOT / "genreport" / "plots.py")
 
 # --- digests ---------------------------------------------------------------------------------------
 
-def _without_volatile(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _without_volatile(item) for key, item in value.items() if key not in VOLATILE_KEYS}
-    if isinstance(value, list):
-        return [_without_volatile(item) for item in value]
-    return value
-
-
-def metrics_digest(path: Path) -> str:
-    """SHA-256 of a result's metrics as canonical JSON, wall-clock times left out."""
-    metrics = _without_volatile(json.loads(path.read_text()))
-    return hashlib.sha256(json.dumps(metrics, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def arrays_digest(path: Path) -> str:
-    """Digest of the arrays in an .npz by their names and .npy bytes (dtype, shape, data): the zip around
-    them stamps the time of writing, so the file's own digest differs between two identical runs."""
-    with zipfile.ZipFile(path) as archive:
-        members = sorted(archive.namelist())
-        return cache.digest(part for name in members for part in (name, archive.read(name)))
-
-
 def result_digests(name: str, results_dir: Path = paths.RESULTS_DIR) -> dict[str, str]:
-    metrics = metrics_digest(results_dir / f"{name}.json")
-    arrays = arrays_digest(results_dir / f"{name}.npz")
+    # The same digests as results.lock.json's, so a manifest and a lock name a result alike.
+    metrics = lock.metrics_digest(json.loads((results_dir / f"{name}.json").read_text()))
+    arrays = lock.arrays_digest(results_dir / f"{name}.npz")
     return {"digest": cache.digest([metrics, arrays]), "metrics": metrics, "arrays": arrays}
 
 
@@ -117,14 +94,14 @@ def results_profile(config: Any) -> str | None:
     """Which experiment profile (default, fast) made the results in build/results: the one whose cache
     keys name exactly those files. `verify` rebuilds with it."""
     from genreport.config import PROFILES
-    from genreport.experiments import EXPERIMENTS, cache_key
+    from genreport.experiments import EXPERIMENTS, cache_key, key_inputs
 
     for profile in PROFILES:
         matches = []
         for name in EXPERIMENTS:
             result = paths.RESULTS_DIR / f"{name}.json"
             device = json.loads(result.read_text()).get("device", "cpu")
-            entry = paths.EXPERIMENT_CACHE_DIR / name / cache_key(name, config, profile, device) / f"{name}.json"
+            entry = paths.EXPERIMENT_CACHE_DIR / name / cache_key(key_inputs(name, config, profile, device)) / f"{name}.json"
             matches.append(entry.exists() and cache.file_digest(entry) == cache.file_digest(result))
         if all(matches):
             return profile
