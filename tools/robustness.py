@@ -78,8 +78,9 @@ def measurements(name: str, metrics: dict) -> dict[str, list[float]]:
     return {"ring modes captured": [metrics["ring"]["modes_captured"]]}
 
 
-def run_cell(name: str, seed: int, fast: bool, out: Path) -> None:
-    """In the child process: one experiment, one seed, the kernel setting already in the environment."""
+def run_cell(name: str, seeds: list[int], fast: bool, out: Path) -> None:
+    """In the child process: one experiment, the kernel setting already in the environment. The ring GAN
+    trains one member per seed side by side (as the build does); the other experiments take one seed."""
     import importlib
 
     import torch
@@ -90,20 +91,21 @@ def run_cell(name: str, seed: int, fast: bool, out: Path) -> None:
     module = importlib.import_module(f"genreport.experiments.{name}")
     base = module.Config.fast() if fast else module.Config()
     profile = "fast" if fast else "default"
-    config = apply_overrides(base, {**load(ROOT / "report.toml").overrides(profile, name), "seed": seed}, f"profile.{profile}.{name}")
-    if name == "gan":  # the ring trains one GAN per listed seed; run the cell's seed alone
-        config = dataclasses.replace(config, ring=dataclasses.replace(config.ring, seeds=(seed,)))
+    config = apply_overrides(base, {**load(ROOT / "report.toml").overrides(profile, name), "seed": seeds[0]}, f"profile.{profile}.{name}")
+    if name == "gan":
+        config = dataclasses.replace(config, ring=dataclasses.replace(config.ring, seeds=tuple(seeds)))
     metrics = module.run(config, "cpu").metrics
     metrics["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     out.write_text(json.dumps(metrics))
 
 
-def launch(name: str, path: str, seed: int, fast: bool, scratch: Path) -> tuple[str, str, int, dict | None, float]:
+def launch(name: str, path: str, seeds: tuple[int, ...], fast: bool, scratch: Path) -> tuple[str, str, str, dict | None, float]:
     env = {k: v for k, v in os.environ.items() if k not in PINNING_VARIABLES}
     env.update(KERNEL_PATHS[path])
+    seed = ",".join(map(str, seeds))
     out = scratch / f"{name}-{path.split()[0]}-{seed}.json"
     start = time.perf_counter()
-    command = [sys.executable, __file__, "--cell", name, str(seed), str(out)] + (["--fast"] if fast else [])
+    command = [sys.executable, __file__, "--cell", name, seed, str(out)] + (["--fast"] if fast else [])
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
@@ -114,18 +116,19 @@ def launch(name: str, path: str, seed: int, fast: bool, scratch: Path) -> tuple[
     return name, path, seed, metrics, seconds
 
 
-def table(rows: list[tuple[str, str, int, dict | None, float]]) -> str:
+def table(rows: list[tuple[str, str, str, dict | None, float]]) -> str:
     lines = ["| experiment | metric | bar | runs | min | median | max | misses |", "|---|---|---|--:|--:|--:|--:|--:|"]
     for name, bars in BARS.items():
         done = [(path, seed, m) for n, path, seed, m, _ in rows if n == name and m is not None]
         if not done:
             continue
         for bar in bars:
-            values = [(v, path, seed) for path, seed, m in done for v in measurements(name, m)[bar.metric]]
+            values = [(v, path, each) for path, seed, m in done
+                      for v, each in zip(measurements(name, m)[bar.metric], seed.split(","))]
             misses = [f"{path} seed {seed}: {v:g}" for v, path, seed in values if not bar.holds(v)]
             numbers = [v for v, *_ in values]
-            lines.append(f"| {name} | {bar.metric} | {bar} | {len(numbers)} | {min(numbers):.4g} | {statistics.median(numbers):.4g} "
-                         f"| {max(numbers):.4g} | {len(misses)}{' (' + '; '.join(misses) + ')' if misses else ''} |")
+            lines.append(f"| {name} | {bar.metric} | {bar} | {len(numbers)} | {min(numbers):z.4g} | {statistics.median(numbers):z.4g} "
+                         f"| {max(numbers):z.4g} | {len(misses)}{' (' + '; '.join(misses) + ')' if misses else ''} |")
     failed = [f"{n} {path} seed {seed}" for n, path, seed, m, _ in rows if m is None]
     if failed:
         lines.append(f"\nfailed runs: {', '.join(failed)}")
@@ -143,9 +146,12 @@ def main() -> int:
     parser.add_argument("--cell", nargs=3, metavar=("EXPERIMENT", "SEED", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.cell:
-        run_cell(args.cell[0], int(args.cell[1]), args.fast, Path(args.cell[2]))
+        run_cell(args.cell[0], [int(seed) for seed in args.cell[1].split(",")], args.fast, Path(args.cell[2]))
         return 0
-    cells = list(itertools.product(args.experiments, args.paths, args.seeds))
+    # The ring GAN's seeds train side by side in one process; every other experiment runs once per seed.
+    cells = [(name, path, tuple(args.seeds) if name == "gan" else (seed,))
+             for name, path in itertools.product(args.experiments, args.paths)
+             for seed in ([args.seeds[0]] if name == "gan" else args.seeds)]
     print(f"{len(cells)} runs, {args.jobs} at a time (one torch thread each); this takes a while", flush=True)
     with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(args.jobs) as pool:
         rows = list(pool.map(lambda cell: launch(*cell, args.fast, Path(scratch)), cells))
