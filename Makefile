@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt 2>/dev/null | cut
 TEX_PACKAGES := latexmk texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
                 texlive-pictures lmodern biber texlive-bibtex-extra poppler-utils
 
-.PHONY: pdf fast watch test check bench lint setup tex clean distclean
+.PHONY: pdf fast watch test check verify bench robustness lint setup tex sandbox clean distclean
 
 pdf: setup
 	@$(PY) build.py $(ARGS)
@@ -18,14 +18,22 @@ fast: setup
 watch: setup
 	@$(PY) build.py watch $(ARGS)
 
-test: setup
+test: setup sandbox
 	$(PY) -m pytest -q $(ARGS)
 
 check: setup
-	@$(PY) build.py check
+	@$(PY) build.py check $(PDF)
+
+# Rebuild in a sandbox and compare with a PDF: make verify PDF=student.pdf
+verify: setup sandbox
+	@$(PY) build.py verify --sandbox $(or $(PDF),report.pdf) $(ARGS)
 
 bench: setup
 	$(PY) tools/bench.py
+
+# Bars of every experiment under other kernel paths and seeds (long; not part of `make test`).
+robustness: setup
+	$(PY) tools/robustness.py $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -45,6 +53,16 @@ tex:
 	  else \
 	    echo "TeX Live is missing. Install it with:"; \
 	    echo "  sudo apt-get install -y --no-install-recommends $(TEX_PACKAGES)"; exit 1; \
+	  fi; }
+
+# bubblewrap, for `build.py verify --sandbox`; only `verify` needs it, so without root it only says how.
+sandbox:
+	@command -v bwrap >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bubblewrap; \
+	  else \
+	    echo "bubblewrap is missing (needed by verify --sandbox). Install it with:"; \
+	    echo "  sudo apt-get install -y --no-install-recommends bubblewrap"; \
 	  fi; }
 
 # Keeps cached experiment results (build/cache); removes every other build output.

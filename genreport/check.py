@@ -1,7 +1,9 @@
 """The grader's checklist: read report.pdf as a grader would and say what is missing.
 
-Reads the PDF and the manifest the LaTeX stage wrote (build/tex/manifest.json: title block, headings,
-captions, cited keys). Exit status 1 when any item fails.
+Reads the PDF and the manifest the build embedded in it (genreport/provenance.py: title block, headings,
+captions, cited keys, digests), so a PDF checks the same on any machine. A PDF without one (another tool,
+an older build) gets the checks its text allows; the others are reported as not run, never as failed.
+`check DIR` checks a whole class (genreport/classcheck.py). Exit status 1 when any item fails.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ MIN_REFERENCES = 15
 @dataclass(frozen=True)
 class Item:
     name: str
-    ok: bool
+    ok: bool | None  # None: could not be run (no manifest to say what to expect)
     detail: str = ""
 
 
@@ -71,47 +73,113 @@ def font_problems(reader) -> list[str]:
     return sorted(problems)
 
 
-def run_checks(pdf: Path, manifest: dict) -> list[Item]:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+NO_MANIFEST = "the PDF carries no genreport manifest"
 
-    try:
-        reader = PdfReader(pdf)
-        pages = len(reader.pages)
-    except (OSError, PdfReadError) as error:
-        return [Item("PDF opens", False, str(error))]
-    text = pdf_text(pdf)
-    flat = normalise(text)
-    items = [Item("PDF opens", True, f"{pages} pages"),
-             Item(f"{MIN_PAGES} to {MAX_PAGES} pages", MIN_PAGES <= pages <= MAX_PAGES, f"{pages} pages")]
 
+def _labelled(text: str, label: str) -> str | None:
+    """The value after `label:` on the title page, e.g. `Name: A. Student`."""
+    match = re.search(rf"^\s*{label}\s*:\s*(\S.*?)\s*$", text, re.MULTILINE | re.IGNORECASE)
+    return match.group(1) if match else None
+
+
+def title_from_text(text: str) -> dict[str, str | None]:
+    """Name and register number as printed on the first page, for a PDF whatever its manifest says."""
+    first_page = text[:3000]
+    return {"student_name": _labelled(first_page, "(?:student\\s+)?name"),
+            "register_number": _labelled(first_page, r"reg(?:ister|istration|\.)?\s*(?:number|no\.?)")}
+
+
+def _title_items(text: str, flat: str, manifest: dict | None) -> list[Item]:
+    if manifest is None:
+        printed = title_from_text(text)
+        items = [Item(f"title block: {field}", True, value) if value else Item(f"title block: {field}", None, NO_MANIFEST)
+                 for field, value in printed.items()]
+        experiment = re.search(r"EXPERIMENT\s+\d+", text)
+        return items + [Item("title block: experiment number", experiment is not None, experiment.group(0) if experiment else "")]
     title = manifest.get("title_block", {})
+    items = []
     for field in ("title", "student_name", "register_number", "date"):
         value = str(title.get(field, ""))
         items.append(Item(f"title block: {field}", bool(value) and normalise(value) in flat, value))
     number = title.get("experiment_number", "?")
     items.append(Item("title block: experiment number", f"EXPERIMENT {number}" in text, f"EXPERIMENT {number}"))
+    return items
 
-    for heading in ("AIM", "OUTPUT", "RESULT", "References", "Contents"):
-        items.append(Item(f"heading {heading}", re.search(rf"^\s*{heading}\s*$", text, re.MULTILINE) is not None))
+
+def _figure_and_reference_items(text: str, flat: str, manifest: dict | None) -> list[Item]:
+    figure_labels = sorted({int(n) for n in re.findall(r"Figure (\d+):", text)})
+    bibliography = text[text.rfind("References"):]
+    listed = len(re.findall(r"^\s*\[(\d+)\]", bibliography, re.MULTILINE))
+    if manifest is None:
+        # What the text alone can show: figures numbered 1..n, enough works listed, no citation past the list.
+        cited_numbers = [int(n) for group in re.findall(r"\[(\d+(?:\s*[,\u2013-]\s*\d+)*)\]", text[:text.rfind("References")])
+                         for n in re.findall(r"\d+", group)]
+        return [
+            Item("figures numbered 1 to n", figure_labels == list(range(1, len(figure_labels) + 1)),
+                 f"{len(figure_labels)} figures") if figure_labels else Item("figures numbered 1 to n", None, "no 'Figure N:' captions found"),
+            Item(f"at least {MIN_REFERENCES} references listed", listed >= MIN_REFERENCES, f"{listed} listed")
+            if listed else Item(f"at least {MIN_REFERENCES} references listed", None, "no numbered bibliography found"),
+            Item("bibliography lists every cited work", max(cited_numbers) <= listed, f"citations up to [{max(cited_numbers)}], {listed} listed")
+            if cited_numbers and listed else Item("bibliography lists every cited work", None, "no numbered citations found"),
+            *(Item(name, None, NO_MANIFEST) for name in ("four exercise headings", "figure and table captions as built")),
+        ]
+    items = []
     headings = manifest.get("exercise_headings", [])
     items.append(Item("four exercise headings", len(headings) == 4 and all(h for h in headings), f"{len(headings)} found"))
     for index, heading in enumerate(headings, start=1):
         items.append(Item(f"exercise {index}: {heading}", normalise(f"{index}{heading}") in flat))
-
     captions = manifest.get("figure_captions", []) + manifest.get("diagram_captions", [])
     for caption in captions:
         probe = normalise(caption)[:60]
         items.append(Item(f"figure caption: {caption[:50]}...", bool(probe) and probe in flat))
-    figure_labels = len(set(re.findall(r"Figure (\d+):", text)))
-    items.append(Item("every figure numbered and captioned", figure_labels == len(captions), f"{figure_labels} of {len(captions)}"))
+    items.append(Item("every figure numbered and captioned", len(figure_labels) == len(captions), f"{len(figure_labels)} of {len(captions)}"))
     for caption in manifest.get("table_captions", []):
         items.append(Item(f"table caption: {caption[:50]}...", normalise(caption)[:60] in flat))
-
     cited = len(manifest.get("cited_keys", []))
     items.append(Item(f"at least {MIN_REFERENCES} references cited", cited >= MIN_REFERENCES, f"{cited} cited"))
-    listed = len(re.findall(r"^\s*\[(\d+)\]", text[text.rfind("References"):], re.MULTILINE))
     items.append(Item("bibliography lists every cited work", listed >= cited and listed > 0, f"{listed} entries"))
+    return items
+
+
+ENCRYPTED = "encrypted: the PDF is password-protected; ask for an unprotected copy"
+
+
+def why_unreadable(data: bytes) -> str | None:
+    """A reason a grader understands for a file that cannot be checked, or None when it looks like a PDF."""
+    if not data:
+        return "empty file"
+    if b"%PDF-" not in data[:1024]:
+        kind = "text" if all(32 <= b < 127 or b in b"\r\n\t" for b in data[:512]) else "binary data"
+        return f"not a PDF (the file holds {kind}, starting {data[:24]!r})"
+    if b"%%EOF" not in data[-2048:]:
+        return "truncated: the PDF has no end-of-file marker (the upload or copy was cut short)"
+    return None
+
+
+def run_checks(pdf: Path, manifest: dict | None, text: str | None = None, strict: bool = False) -> list[Item]:
+    """The checklist. With `manifest` None (a PDF from another tool) the items that need it are
+    reported as not run (ok None) and the text alone is checked where it can be."""
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    reason = why_unreadable(pdf.read_bytes())
+    if reason is not None:
+        return [Item("PDF opens", False, reason)]
+    try:
+        reader = PdfReader(pdf)
+        if reader.is_encrypted:
+            return [Item("PDF opens", False, ENCRYPTED)]
+        pages = len(reader.pages)
+    except (OSError, PdfReadError) as error:
+        return [Item("PDF opens", False, str(error))]
+    text = pdf_text(pdf) if text is None else text
+    flat = normalise(text)
+    items = [Item("PDF opens", True, f"{pages} pages"),
+             Item(f"{MIN_PAGES} to {MAX_PAGES} pages", MIN_PAGES <= pages <= MAX_PAGES, f"{pages} pages")]
+    items += _title_items(text, flat, manifest)
+    for heading in ("AIM", "OUTPUT", "RESULT", "References", "Contents"):
+        items.append(Item(f"heading {heading}", re.search(rf"^\s*{heading}\s*$", text, re.MULTILINE) is not None))
+    items += _figure_and_reference_items(text, flat, manifest)
     items.append(Item("no unresolved '??'", "??" not in text))
     items.append(Item("no U+FFFD replacement characters", "\ufffd" not in text))
 
@@ -122,7 +190,48 @@ def run_checks(pdf: Path, manifest: dict) -> list[Item]:
         items.append(Item(f"PDF metadata {key[1:]}", bool(info.get(key)), str(info.get(key, ""))[:60]))
     links = sum(1 for page in reader.pages for annot in (page.get("/Annots") or []) if annot.get_object().get("/Subtype") == "/Link")
     items.append(Item("internal hyperlinks", links > 0, f"{links} links"))
+    if strict:  # a grader's stricter reading: the layout warnings of the build count as failures
+        if manifest is None:
+            items.append(Item("no line sticks out of the margin", None, NO_MANIFEST))
+        else:
+            overfull = manifest.get("layout_warnings", [])
+            items.append(Item("no line sticks out of the margin", not overfull, "; ".join(overfull[:3])))
     return items
+
+
+def provenance_items(data: bytes, manifest: dict) -> list[Item]:
+    """Items about the embedded manifest itself: where the PDF says it came from, and whether it is
+    still the file the build wrote."""
+    from genreport import provenance
+
+    source = manifest.get("source") or {}
+    commit = (source.get("commit") or "")[:10] or "not a git checkout"
+    state = {True: f", uncommitted changes in {len(source.get('changed', []))} file(s)", False: ", clean", None: ""}[source.get("dirty")]
+    unchanged = provenance.intact(data, manifest)
+    return [Item("provenance embedded", True, f"commit {commit}{state}; {manifest.get('profile') or '?'} profile"),
+            Item("PDF unchanged since its build", unchanged,
+                 "" if unchanged else "rewritten or edited after the build; `python build.py verify` shows what differs")]
+
+
+def manifest_for(pdf: Path, data: bytes) -> tuple[dict | None, str]:
+    """The manifest to check `pdf` against, and where it came from: the one embedded in the PDF; for
+    this checkout's own report.pdf from an older build, build/tex/manifest.json; otherwise none."""
+    from pypdf.errors import PyPdfError
+
+    from genreport import provenance
+
+    try:
+        embedded = provenance.read(data)
+    except provenance.ManifestError as error:
+        return None, f"embedded manifest unreadable ({error})"
+    except (PyPdfError, OSError, ValueError, KeyError, TypeError):  # the checklist's first item says the PDF cannot be read
+        embedded = None
+    if embedded is not None:
+        return embedded, "embedded in the PDF"
+    local = paths.TEX_DIR / "manifest.json"
+    if pdf.resolve() == paths.REPORT_PDF.resolve() and local.exists():
+        return json.loads(local.read_text()), str(local.relative_to(paths.ROOT))
+    return None, NO_MANIFEST
 
 
 VERDICT = paths.CACHE_DIR / "check.verdict"
@@ -133,27 +242,39 @@ def _verdict_key(pdf: Path, manifest_path: Path) -> str:
     return cache.digest(parts + ([manifest_path.read_text()] if manifest_path.exists() else []))
 
 
-def main(pdf: Path, quiet: bool = False) -> int:
+def main(pdf: Path, quiet: bool = False, out: Path | None = None, strict: bool = False) -> int:
     """Print the checklist; `quiet` (the end of a build) lists only failures and trusts an earlier
     pass of the very same PDF, manifest and checks, so an unchanged build does not parse the PDF again."""
     manifest_path = paths.TEX_DIR / "manifest.json"
+    if pdf.is_dir():
+        from genreport import classcheck
+
+        return classcheck.main(pdf, out)
     if not pdf.exists():
         print(f"check: {pdf} does not exist; build it with `make pdf`", file=sys.stderr)
         return 1
-    key = _verdict_key(pdf, manifest_path)
+    key = _verdict_key(pdf, manifest_path) + ("-strict" if strict else "")
     recorded = VERDICT.read_text().split() if VERDICT.exists() else []
     if quiet and recorded[:1] == [key]:
         print(f"checklist: {recorded[1]} passed (same PDF as at the last check)")
         return 0
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    items = run_checks(pdf, manifest)
-    failed = [item for item in items if not item.ok]
-    if not failed and pdf.resolve() == paths.REPORT_PDF.resolve():
-        cache.write_atomic(VERDICT, f"{key} {len(items)}/{len(items)}\n".encode())
+    data = pdf.read_bytes()
+    manifest, origin = manifest_for(pdf, data)
+    items = run_checks(pdf, manifest, strict=strict)
+    if manifest is not None and origin == "embedded in the PDF":
+        items += provenance_items(data, manifest)
+    failed = [item for item in items if item.ok is False]
+    not_run = [item for item in items if item.ok is None]
+    ran = len(items) - len(not_run)
+    if not failed and not not_run and pdf.resolve() == paths.REPORT_PDF.resolve():
+        cache.write_atomic(VERDICT, f"{key} {ran}/{ran}\n".encode())
     if not quiet or failed:
-        print(f"\ngrader's checklist for {pdf}:")
+        print(f"\ngrader's checklist for {pdf} (manifest: {origin}):")
         for item in items:
-            if not quiet or not item.ok:
-                print(f"  [{'x' if item.ok else ' '}] {item.name}{f'  ({item.detail})' if item.detail else ''}")
-    print(f"checklist: {len(items) - len(failed)}/{len(items)} passed")
+            if not quiet or item.ok is False:
+                mark = {True: "x", False: " ", None: "?"}[item.ok]
+                print(f"  [{mark}] {item.name}{f'  ({item.detail})' if item.detail else ''}")
+    print(f"checklist: {ran - len(failed)}/{ran} passed")
+    if not_run:
+        print(f"not run ({origin}): " + ", ".join(item.name for item in not_run))
     return 1 if failed else 0

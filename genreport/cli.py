@@ -27,19 +27,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                "  python build.py --fast       # reduced budgets (tests), about a minute\n"
                "  python build.py --force gan  # retrain one experiment\n"
                "  python build.py check report.pdf\n"
+               "  python build.py check submissions/        # a whole class: results.csv + one JSON per PDF\n"
+               "  python build.py verify student.pdf        # rebuild and compare (--sandbox: no network)\n"
                "  python build.py watch        # rebuild on every save, one status line each",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", nargs="?", default="all", choices=("all", *STAGES, "watch"),
+    parser.add_argument("stage", nargs="?", default="all", choices=("all", *STAGES, "verify", "watch"),
                         help="run the stages up to and including this one (default: all); `check` only checks; "
+                             "`verify` rebuilds and compares with the PDF; "
                              "`watch` rebuilds on every save under report/, templates/, report.toml, genreport/")
-    parser.add_argument("pdf", nargs="?", type=Path, default=paths.REPORT_PDF, help="PDF to check (stage `check` only)")
+    parser.add_argument("pdf", nargs="?", type=Path, default=paths.REPORT_PDF,
+                        help="PDF, or folder of PDFs, to check (`check`); PDF to verify (`verify`)")
     parser.add_argument("--fast", action="store_true", help="reduced-budget profile for tests and quick drafts")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where experiments run (default: auto)")
     parser.add_argument("--force", nargs="?", const="all", metavar="STAGE|EXPERIMENT",
                         help="recompute on purpose: all stages, one stage, or one experiment (gan, vae, scaling, diffusion)")
+    parser.add_argument("--record", action="store_true",
+                        help="write this build's experiment results into results.lock.json (commit it with your sources)")
+    parser.add_argument("--strict", action="store_true",
+                        help="a line sticking out of the margin is an error, not a warning (also for `check`)")
     parser.add_argument("--config", type=Path, default=paths.CONFIG_FILE, help="configuration file (default: report.toml)")
     parser.add_argument("--explain", action="store_true",
                         help="say for every stage, figure and experiment which input made it rerun, or that its key matched")
+    grading = parser.add_argument_group("grading (`check DIR`, `verify PDF`)")
+    grading.add_argument("--out", type=Path, help="where `check DIR` writes results.csv and one JSON per PDF (default: DIR/checklist-results)")
+    grading.add_argument("--sandbox", action="store_true", help="verify: rebuild under bubblewrap, no network, writable only build/verify")
+    grading.add_argument("--reuse-results", action="store_true",
+                         help="verify: reuse this checkout's cached experiment results instead of retraining (seconds, not minutes)")
+    grading.add_argument("--rtol", type=float, default=0.01, help="verify: relative tolerance for numbers (default: 0.01)")
     return parser.parse_args(argv)
 
 
@@ -60,16 +74,21 @@ def run(args: argparse.Namespace) -> int:
     if args.stage == "check":
         from genreport import check
 
-        return check.main(args.pdf)
+        return check.main(args.pdf, out=args.out, strict=args.strict)
+    if args.stage == "verify":
+        from genreport import verify
+
+        return verify.main(args.pdf, sandbox=args.sandbox, reuse_results=args.reuse_results, rtol=args.rtol)
 
     if args.stage == "watch":
         from genreport import watch
 
-        options = [*(["--fast"] if args.fast else []), "--device", args.device, "--config", str(args.config)]
+        options = [*(["--fast"] if args.fast else []), *(["--strict"] if args.strict else []), "--device", args.device,
+                   "--config", str(args.config)]
         return watch.main(options)
 
-    options = f"{args.stage} fast={args.fast} device={args.device} config={args.config.resolve()}"
-    if not args.force and not args.explain and args.stage == "all":
+    options = f"{args.stage} fast={args.fast} device={args.device} strict={args.strict} config={args.config.resolve()}"
+    if not args.force and not args.explain and not args.record and args.stage == "all":
         with build_lock():
             if noop.answer(options, args.config):
                 return 0
@@ -94,44 +113,60 @@ def run(args: argparse.Namespace) -> int:
             summary.append((f"experiment {outcome.name}", "reused" if outcome.reused else "ran", outcome.seconds))
         if stage.wall_seconds is not None:
             summary.append(("experiments, wall clock", "", stage.wall_seconds))
+        results_verdict = compare_with_lock(stage.experiments, profile, args.record)
         if last >= 1:
             from genreport import figures
 
             drawn = figures.draw_all(force=force in ("all", "figures"))
             redrawn = [name for name, reused, _ in drawn if not reused]
             summary.append((f"figures ({len(drawn)})", f"redrew {len(redrawn)}" if redrawn else "reused", sum(s for *_, s in drawn)))
-        pages = None
+        pages, warnings = None, []
         if last >= 2:
             from genreport import document
 
-            outcome = document.build(cfg, force=force in ("all", "latex"))
-            pages = outcome.pages
+            outcome = document.build(cfg, force=force in ("all", "latex"), strict=args.strict)
+            pages, warnings = outcome.pages, outcome.warnings
             summary.append(("latex", "reused" if outcome.reused else "ran", outcome.seconds))
         explain.save()
-    print_summary(summary, pages)
+    print_summary(summary, pages, warnings)
+    print("\n".join(results_verdict))
     if args.explain:
         print(explain.report())
     if last >= 3:
         from genreport import check
 
-        status = check.main(paths.REPORT_PDF, quiet=True)
+        status = check.main(paths.REPORT_PDF, quiet=True, strict=args.strict)
         if status == 0:
             with build_lock():
-                noop.record(inputs_at_start, unchanged_summary(summary, pages, check.VERDICT))
+                noop.record(inputs_at_start, unchanged_summary(summary, pages, warnings, results_verdict, check.VERDICT))
         return status
     return 0
 
 
-def unchanged_summary(summary: list[tuple[str, str, float]], pages: int | None, verdict: Path) -> str:
-    """What this build would print if it ran again with nothing changed."""
+def compare_with_lock(outcomes: list, profile: str, record: bool) -> list[str]:
+    """Record the results in results.lock.json (--record), or say whether they reproduce it."""
+    from genreport import lock
+
+    records = {o.name: lock.record_of(o.name, paths.RESULTS_DIR, o.inputs) for o in outcomes}
+    if record:
+        lock.write(paths.RESULTS_LOCK, profile, records)
+        return [f"results: recorded in {paths.RESULTS_LOCK.name} ({profile} profile)"]
+    return lock.compare(paths.RESULTS_LOCK, profile, records)
+
+
+def unchanged_summary(summary: list[tuple[str, str, float]], pages: int | None, warnings: list[str],
+                      results_verdict: list[str], verdict: Path) -> str:
+    """What this build would print if it ran again with nothing changed (results.lock.json is among the
+    no-op check's inputs, so the comparison with it still holds)."""
     text = io.StringIO()
     with redirect_stdout(text):
-        print_summary([(name, "reused", 0.0) for name, status, _ in summary if status], pages)
+        print_summary([(name, "reused", 0.0) for name, status, _ in summary if status], pages, warnings)
+        print("\n".join(results_verdict))
     passed = verdict.read_text().split()[1]
     return text.getvalue() + f"checklist: {passed} passed (same PDF as at the last check)\n"
 
 
-def print_summary(summary: list[tuple[str, str, float]], pages: int | None) -> None:
+def print_summary(summary: list[tuple[str, str, float]], pages: int | None, warnings: list[str]) -> None:
     width = max(len(name) for name, *_ in summary)
     print("\nstage".ljust(width + 2) + "  status       seconds")
     for name, status, seconds in summary:
@@ -141,6 +176,10 @@ def print_summary(summary: list[tuple[str, str, float]], pages: int | None) -> N
             manifest = paths.TEX_DIR / "manifest.json"
             pages = json.loads(manifest.read_text()).get("pages") if manifest.exists() else "?"
         print(f"\noutput: {paths.REPORT_PDF.relative_to(paths.ROOT)} ({pages} pages)")
+    if warnings:
+        print(f"\nwarnings ({len(warnings)}; `--strict` makes them errors):")
+        for warning in warnings:
+            print(f"  {warning}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,6 +198,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; completed results are cached and will be reused", file=sys.stderr)
         return 130
-    if args.stage not in ("check", "watch"):
+    if args.stage not in ("check", "verify", "watch"):
         print(f"total {time.perf_counter() - start:.1f} s")
     return status

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genreport import cache, paths
+from genreport import cache, images, paths
 from genreport.config import ReportConfig
 from genreport.errors import BuildError
 
@@ -86,13 +86,14 @@ def read_text(path: Path) -> str:
 # --- Markdown with numbers from results ----------------------------------------------------------
 
 def _number(value: float, digits: int | None = None) -> str:
+    # Python's "z" format option prints a value that rounds to zero as 0, never as -0 (an entropy of -0.0).
     if digits is None:
-        return f"{value:,}" if isinstance(value, int) else f"{value:,.3g}"
-    return f"{value:,.{digits}f}"
+        return f"{value:,}" if isinstance(value, int) else f"{value:z,.3g}"
+    return f"{value:z,.{digits}f}"
 
 
 def _percent(value: float, digits: int = 1) -> str:
-    return f"{100 * value:.{digits}f}%"
+    return f"{100 * value:z.{digits}f}%"
 
 
 def _scientific(value: float, digits: int = 1) -> str:
@@ -134,7 +135,8 @@ def render_markdown(path: Path, text: str, context: dict[str, Any]) -> str:
 # --- references and citations -----------------------------------------------------------------
 
 CITATION = re.compile(r"(?<![\w.@])@([A-Za-z][\w:.-]*\w)")
-LABEL = re.compile(r"\{#((?:fig|tbl|sec):[\w:.-]+)")
+REFERENCE_KINDS = ("fig", "tbl", "sec", "eq")  # @fig:x and friends; the Lua filter knows the same four
+LABEL = re.compile(rf"\{{#((?:{'|'.join(REFERENCE_KINDS)}):[\w:.-]+)")
 DIAGRAM = re.compile(r"""diagram\(\s*["']([\w-]+)["']""")
 
 
@@ -151,9 +153,9 @@ def check_references(sources: dict[Path, str], bib_keys: set[str]) -> set[str]:
     for path, text in sources.items():
         for number, line in enumerate(text.splitlines(), start=1):
             for key in CITATION.findall(line):
-                if key.split(":")[0] in {"fig", "tbl", "sec"}:
+                if key.split(":")[0] in REFERENCE_KINDS:
                     if key not in labels:
-                        raise BuildError(f"reference to @{key}, but no figure, table or section has the label {{#{key}}}",
+                        raise BuildError(f"reference to @{key}, but no figure, table, section or equation has the label {{#{key}}}",
                                          path=path, line=number, hint="known labels: " + ", ".join(sorted(labels)))
                 elif key not in bib_keys:
                     raise BuildError(f"citation @{key} is not in {BIBLIOGRAPHY}", path=path, line=number,
@@ -166,8 +168,31 @@ def check_references(sources: dict[Path, str], bib_keys: set[str]) -> set[str]:
 @dataclass(frozen=True)
 class Converted:
     latex: str
-    captions: list[list[str]]  # (kind, caption) pairs the filter recorded, in order
+    records: list[list[str]]  # (kind, text) pairs the filter recorded in order: figure/table captions, image paths
     cache_file: Path
+
+    def recorded(self, kind: str) -> list[str]:
+        return [text for recorded_kind, text in self.records if recorded_kind == kind]
+
+
+PANDOC_READER = "markdown-raw_tex-raw_html+autolink_bare_uris"  # a typed URL becomes a link that can break
+
+
+def _pandoc(arguments: list[str], source: str, path: Path, env: dict[str, str] | None = None) -> str:
+    import pypandoc
+
+    try:
+        done = subprocess.run([pypandoc.get_pandoc_path(), *arguments], input=source, check=False, capture_output=True,
+                              text=True, timeout=PANDOC_TIMEOUT_S, env=env)
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"pandoc did not finish within {PANDOC_TIMEOUT_S} s", path=path) from None
+    if done.returncode != 0:
+        raise BuildError(f"pandoc failed: {done.stderr.strip()}", path=path)
+    return done.stdout
+
+
+def _cache_file(parts: list[str]) -> Path:
+    return paths.PANDOC_CACHE_DIR / f"{cache.digest([importlib.metadata.version('pypandoc-binary'), *parts])}.json"
 
 
 def pandoc_to_latex(path: Path, markdown: str) -> Converted:
@@ -176,33 +201,40 @@ def pandoc_to_latex(path: Path, markdown: str) -> Converted:
     Pandoc costs about 50 ms a file; its output is cached by input, filter and pandoc version, so an edit
     to one file converts only that file.
     """
-    import pypandoc
-
     filter_file = paths.TEMPLATES_DIR / "pandoc" / "filter.lua"
-    command = [pypandoc.get_pandoc_path(), "--from=markdown-raw_tex-raw_html", "--to=latex", "--biblatex",
-               "--wrap=preserve", "--top-level-division=section", f"--lua-filter={filter_file}"]
-    key = cache.digest([*command, importlib.metadata.version("pypandoc-binary"), filter_file.read_text(encoding="utf-8"), markdown])
-    cached = paths.PANDOC_CACHE_DIR / f"{key}.json"
+    arguments = [f"--from={PANDOC_READER}", "--to=latex", "--biblatex", "--wrap=preserve", "--top-level-division=section",
+                 f"--lua-filter={filter_file}"]
+    cached = _cache_file([*arguments, filter_file.read_text(encoding="utf-8"), markdown])
     try:
         stored = json.loads(cached.read_text())
-        return Converted(stored["latex"], stored["captions"], cached)
+        return Converted(stored["latex"], stored["records"], cached)
     except (OSError, ValueError, KeyError):
         pass
     cached.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("r", dir=cached.parent, suffix=".tsv") as captions_file:
-        env = {**os.environ, "GENREPORT_CAPTIONS": captions_file.name}
-        try:
-            done = subprocess.run(command, input=markdown, check=False, capture_output=True, text=True, timeout=PANDOC_TIMEOUT_S, env=env)
-        except subprocess.TimeoutExpired:
-            raise BuildError(f"pandoc did not finish within {PANDOC_TIMEOUT_S} s", path=path) from None
-        if done.returncode != 0:
-            raise BuildError(f"pandoc failed: {done.stderr.strip()}", path=path)
-        captions = [line.split("\t", 1) for line in captions_file.read().splitlines()]
+    with tempfile.NamedTemporaryFile("r", dir=cached.parent, suffix=".tsv") as records_file:
+        env = {**os.environ, "GENREPORT_RECORDS": records_file.name, "GENREPORT_IMAGE_DIR": images.TEX_SUBDIR}
+        latex = _pandoc(arguments, markdown, path, env)
+        records = [line.split("\t", 1) for line in records_file.read().splitlines()]
     # Pandoc escapes a typed ^ as an accent on nothing (\^{}), which prints as a small raised hat; the
     # student typed a caret.
-    latex = done.stdout.replace("\\^{}", "\\textasciicircum{}")
-    cache.write_atomic(cached, json.dumps({"latex": latex, "captions": captions}).encode())
-    return Converted(latex, captions, cached)
+    latex = latex.replace("\\^{}", "\\textasciicircum{}")
+    cache.write_atomic(cached, json.dumps({"latex": latex, "records": records}).encode())
+    return Converted(latex, records, cached)
+
+
+def highlighting_macros() -> tuple[str, Path]:
+    """The LaTeX macros (Shaded, Highlighting, \\KeywordTok, ...) that pandoc's highlighted code uses, from
+    pandoc itself so that they always match its output; cached like a conversion."""
+    template = paths.TEMPLATES_DIR / "pandoc" / "highlighting.latex"
+    arguments = ["--from=markdown", "--to=latex", f"--template={template}"]
+    cached = _cache_file([*arguments, template.read_text(encoding="utf-8")])
+    try:
+        return json.loads(cached.read_text())["latex"], cached
+    except (OSError, ValueError, KeyError):
+        pass
+    macros = _pandoc(arguments, "```python\npass\n```\n", template)
+    cache.write_atomic(cached, json.dumps({"latex": macros}).encode())
+    return macros, cached
 
 
 def load_results() -> dict[str, Any]:
@@ -215,11 +247,15 @@ def load_results() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Body:
-    """Everything typesetting needs from the content: LaTeX per section and what the checks compare against."""
+    """Everything typesetting needs from the content: LaTeX per section, the preamble definitions the
+    converted text relies on, the student's images, and what the grader's checklist compares against."""
 
     sections: dict[str, str]  # LaTeX by section name (aim, foundations, ..., result)
+    preamble: str  # \\newunicodechar mappings and pandoc's code-highlighting macros
     bibliography: Path
-    manifest: dict[str, Any]  # title block, headings, captions, cited keys: read by the grader's checklist
+    images: dict[str, Path]  # path inside build/tex -> the student's file under report/
+    image_dir: str  # the folder of build/tex that holds exactly those images
+    manifest: dict[str, Any]  # title block, headings, captions, cited keys
 
 
 def convert(config: ReportConfig, content_dir: Path = paths.CONTENT_DIR) -> Body:
@@ -234,13 +270,20 @@ def convert(config: ReportConfig, content_dir: Path = paths.CONTENT_DIR) -> Body
         raise BuildError(f"results missing for {sorted(missing)}", path=paths.RESULTS_DIR, hint="run `python build.py experiments`")
     context = {**results, "report": config.title_block}
 
-    sections, captions, conversions = {}, [], set()
+    sections, figure_captions, table_captions, student_images = {}, [], [], {}
+    macros, macros_file = highlighting_macros()
+    conversions = {macros_file}
     for path, text in raw.items():
         markdown = render_markdown(path, text, context)
         check_characters(path, markdown)
         converted = pandoc_to_latex(path, markdown)
         sections[path.stem.split("-")[-1]] = f"% source: {_shown(path)}\n" + converted.latex
-        captions += converted.captions
+        figure_captions += converted.recorded("figure")
+        table_captions += converted.recorded("table")
+        for src in converted.recorded("image"):
+            checked = images.resolve(src, content_dir, path, text)
+            if checked:
+                student_images[checked[0]] = checked[1]
         conversions.add(converted.cache_file)
     for stale in set(paths.PANDOC_CACHE_DIR.glob("*")) - conversions:  # earlier versions of the text
         stale.unlink(missing_ok=True)
@@ -249,12 +292,13 @@ def convert(config: ReportConfig, content_dir: Path = paths.CONTENT_DIR) -> Body
     manifest = {
         "title_block": vars(config.title_block),
         "exercise_headings": [_plain(m.group(1)) if m else "" for m in exercise_titles],
-        "figure_captions": [text for kind, text in captions if kind == "figure"],
+        "figure_captions": figure_captions,
         "diagram_captions": re.findall(r'diagram\(\s*"[\w-]+"\s*,\s*"([^"]+)"', "\n".join(raw.values())),
-        "table_captions": [text for kind, text in captions if kind == "table"],
+        "table_captions": table_captions,
         "cited_keys": sorted(cited),
     }
-    return Body(sections, bib_path, manifest)
+    unicode_definitions = "\n".join(rf"\newunicodechar{{{ch}}}{{{latex}}}" for ch, latex in UNICODE_LATEX.items())
+    return Body(sections, f"{unicode_definitions}\n{macros}", bib_path, student_images, images.TEX_SUBDIR, manifest)
 
 
 def _shown(path: Path) -> str:

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from genreport import cache, content, explain, paths, typeset
+from genreport import cache, content, explain, images, paths, provenance, typeset
 from genreport.config import ReportConfig
+from genreport.errors import BuildError
 
 
 def stage_inputs(config: ReportConfig) -> list[Path]:
-    code = [Path(module.__file__) for module in (content, typeset)] + [Path(__file__)]
-    files = [config.source, *code, *sorted(p for p in paths.TEMPLATES_DIR.rglob("*") if p.is_file())]
+    code = [Path(module.__file__) for module in (content, images, typeset)] + [Path(__file__)]
+    files = [config.source, *code, *provenance.CODE, *sorted(p for p in paths.TEMPLATES_DIR.rglob("*") if p.is_file())]
     files += sorted(p for p in paths.CONTENT_DIR.rglob("*") if p.is_file())
     files += sorted(paths.RESULTS_DIR.glob("*.json"))
     files += sorted(p for p in paths.FIGURES_DIR.glob("*") if p.is_file())
@@ -29,7 +29,9 @@ def stage_inputs(config: ReportConfig) -> list[Path]:
 
 
 def input_digests(config: ReportConfig) -> dict[str, str]:
-    return {str(p.relative_to(paths.ROOT)): cache.file_digest(p) for p in stage_inputs(config)}
+    digests = {str(p.relative_to(paths.ROOT)): cache.file_digest(p) for p in stage_inputs(config)}
+    # The PDF's manifest names the commit and the changed files, so they are inputs too.
+    return {**digests, "git state": cache.digest([json.dumps(provenance.git_state())])}
 
 
 def inputs_key(digests: dict[str, str]) -> str:
@@ -54,7 +56,19 @@ class LatexOutcome:
     reused: bool
     seconds: float
     pages: int | None
+    warnings: list[str]  # lines that stick out of the margin, with the content file and line
     tex: typeset.TexOutcome | None = None  # what the TeX runs did and why (None when reused)
+
+
+def recorded_warnings() -> list[str]:
+    manifest = paths.TEX_DIR / "manifest.json"
+    return json.loads(manifest.read_text()).get("layout_warnings", []) if manifest.exists() else []
+
+
+def _refuse(warnings: list[str]) -> BuildError:
+    listed = "\n  ".join(warnings[:10]) + ("\n  ..." if len(warnings) > 10 else "")
+    return BuildError(f"{len(warnings)} line(s) stick out of the margin, an error with --strict:\n  {listed}",
+                      hint="rephrase, or give the line a place to break (a space in a long name, a narrower image or table)")
 
 
 def _load_pdf_readers() -> None:
@@ -62,16 +76,21 @@ def _load_pdf_readers() -> None:
     import pypdfium2  # noqa: F401
 
 
-def build(config: ReportConfig, force: bool) -> LatexOutcome:
+def build(config: ReportConfig, force: bool, strict: bool = False) -> LatexOutcome:
+    """Typeset report.pdf unless nothing it depends on changed; `strict` refuses a PDF with layout warnings."""
     start = time.perf_counter()
     digests = input_digests(config)
     key = inputs_key(digests)
     stamp = paths.CACHE_DIR / "latex.key"
     if not force and paths.REPORT_PDF.exists() and stamp.exists() and stamp.read_text().split() == [key, cache.file_digest(paths.REPORT_PDF)]:
         _explain(False, digests, config, force, None)
-        return LatexOutcome(True, time.perf_counter() - start, None)
+        warnings = recorded_warnings()
+        if strict and warnings:
+            raise _refuse(warnings)
+        return LatexOutcome(True, time.perf_counter() - start, None, warnings)
     body = content.convert(config)
-    typeset.write_sources(body, config, content.UNICODE_LATEX)
+    typeset.write_sources(body, config)
+    provenance.write_figure_table(paths.TEX_DIR)
     print("  typesetting (pdflatex with the precompiled preamble, biber when citations changed)", flush=True)
     # TeX keeps one core busy; the other loads the PDF readers that the checklist uses (0.1 s, a tenth
     # of a rebuild after a one-sentence edit). The page count comes from TeX's log.
@@ -81,14 +100,17 @@ def build(config: ReportConfig, force: bool) -> LatexOutcome:
         tex = typeset.run_tex()
     finally:
         preload.join()
+    warnings = [str(warning) for warning in tex.warnings]
+    if strict and warnings:
+        raise _refuse(warnings)
     built = paths.TEX_DIR / "report.pdf"
     pages = tex.passes.pages
-    manifest = {**body.manifest, "pages": pages}
+    manifest = {**body.manifest, "pages": pages, "layout_warnings": warnings}
     cache.write_atomic(paths.TEX_DIR / "manifest.json", json.dumps(manifest, indent=1).encode())
     # Replace the deliverable only now that the build has succeeded, and atomically.
     tmp = paths.REPORT_PDF.with_name(".report.pdf.tmp")
-    shutil.copyfile(built, tmp)
+    provenance.embed(built, tmp, provenance.collect(config, manifest))  # the PDF carries its manifest
     os.replace(tmp, paths.REPORT_PDF)
     cache.write_atomic(stamp, f"{key} {cache.file_digest(paths.REPORT_PDF)}\n".encode())
     _explain(True, digests, config, force, tex)
-    return LatexOutcome(False, time.perf_counter() - start, pages, tex)
+    return LatexOutcome(False, time.perf_counter() - start, pages, warnings, tex)

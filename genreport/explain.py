@@ -16,12 +16,9 @@ import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from genreport import cache, paths
-
-if TYPE_CHECKING:
-    from genreport.config import ReportConfig
 
 RECORD = paths.CACHE_DIR / "explain.json"
 DIGEST = "sha256:"
@@ -115,23 +112,18 @@ def detail(unit: str, reran: bool, why: str) -> None:
     _reasons.append(Reason(unit, reran, why))
 
 
-def experiment_inputs(name: str, config: ReportConfig, profile: str, device: str) -> dict[str, str]:
-    """What an experiment's cache key is made of (genreport/experiments/__init__.py, cache_key), as a dict."""
-    import importlib.metadata
-
-    from genreport import experiments
-
-    module = f"genreport.experiments.{name}"
-    inputs = {str(p.relative_to(paths.ROOT)): file_input(p) for p in experiments.project_sources(module)}
-    inputs |= flatten(config.overrides(profile, name), f"{config.source.name} profile.{profile}.{name}.")
-    inputs |= {"profile": profile, f"{config.source.name} build.seed": str(config.seed), "device": device,
-               "torch threads": str(experiments.TORCH_THREADS),
-               "torch": importlib.metadata.version("torch"), "numpy": importlib.metadata.version("numpy")}
-    return inputs
+def experiment_inputs(inputs: dict[str, Any], name: str, config_file: str) -> dict[str, str]:
+    """An experiment's key inputs (genreport/experiments/__init__.py, key_inputs) as a flat dict, named as
+    the student finds them: files by path, settings by their place in report.toml."""
+    flat = {path: DIGEST + digest for path, digest in inputs["sources"].items()}
+    flat |= flatten(inputs["overrides"], f"{config_file} profile.{inputs['profile']}.{name}.")
+    flat[f"{config_file} build.seed"] = json.dumps(inputs["seed"])
+    rest = {key: value for key, value in inputs.items() if key not in ("sources", "overrides", "seed")}
+    return flat | flatten(rest, "")
 
 
-def experiment(name: str, config: ReportConfig, profile: str, device: str, key: str, reran: bool, forced: bool) -> None:
-    """Hook for the experiment stage, called once per experiment with the key it looked up."""
+def experiment(name: str, inputs: dict[str, Any], config_file: str, key: str, reran: bool, forced: bool) -> None:
+    """Hook for the experiment stage, called once per experiment with its key inputs and the key it looked up."""
     global _dirty
     records = _load()
     unit = f"experiment {name}"
@@ -139,12 +131,12 @@ def experiment(name: str, config: ReportConfig, profile: str, device: str, key: 
     if not reran:
         _reasons.append(Reason(unit, False, f"{MATCHED} (cached result {key[:12]})"))
     else:
-        inputs = experiment_inputs(name, config, profile, device)
+        current = experiment_inputs(inputs, name, config_file)
         store = paths.EXPERIMENT_CACHE_DIR / name
-        cache.write_atomic(store / f"{key}.inputs.json", json.dumps(inputs, indent=1).encode())
+        cache.write_atomic(store / f"{key}.inputs.json", json.dumps(current, indent=1).encode())
         previous_file = store / f"{last_key}.inputs.json"
         previous = json.loads(previous_file.read_text()) if last_key and previous_file.exists() else None
-        _reasons.append(Reason(unit, True, _why(previous, inputs, forced, "no intact cached result for these inputs")))
+        _reasons.append(Reason(unit, True, _why(previous, current, forced, "no intact cached result for these inputs")))
     if last_key != key:
         records.setdefault("experiment keys", {})[name] = key
         _dirty = True

@@ -1,20 +1,23 @@
-"""The unchanged build: answered from file metadata in the time Python takes to start.
+"""The unchanged build: answered from file metadata and git's status, before any stage starts.
 
 Every stage already skips itself when the digest of its inputs is unchanged, but finding that out
 parses the experiment and plotting code, reads every cached result to check its manifest and hashes
 the PDF: about 0.15 s of CPU, three times what latexmk's own no-op takes. Like make, this looks at
 size, modification time and inode of every file a stage reads or checks (configuration, content,
-templates, the code, the virtualenv's package list, every cache, result and figure, report.pdf) and,
-when none differs from the end of the last successful build with the same options, prints that
-build's summary as reused without starting any stage. Any difference (an edit, a damaged or deleted
-cache entry, a package installed) runs the full build, whose own digests then decide. The inputs are
-taken as the build starts and the outputs as it ends, so a file saved while a build runs (which the
-build may or may not have read) makes the next build a full one.
+templates, the code, the virtualenv's package list, results.lock.json, every cache, result and figure,
+report.pdf), and asks git for the commit and the changed files that the PDF's manifest names (as the
+LaTeX stage's key in genreport/document.py does); when none differs from the end of the last
+successful build with the same options, it prints that build's summary as reused without starting any
+stage. Any difference (an edit, a commit, a damaged or deleted cache entry, a package installed) runs
+the full build, whose own digests then decide. The inputs are taken as the build starts and the
+outputs as it ends, so a file saved while a build runs (which the build may or may not have read)
+makes the next build a full one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -61,7 +64,11 @@ def inputs(options: str, config_file: Path) -> str:
     lines = [options, sys.executable, f"nvidia driver: {os.path.exists('/proc/driver/nvidia')}"]
     for directory in (Path(p) for p in sys.path if p.endswith("site-packages")):  # a package installed or upgraded
         lines.append(f"{directory} {directory.stat().st_mtime_ns if directory.exists() else 'missing'}")
-    return _stats([config_file, paths.ROOT / "build.py", paths.CONTENT_DIR, paths.TEMPLATES_DIR, paths.ROOT / "genreport"], lines)
+    from genreport import provenance
+
+    lines.append(f"git: {json.dumps(provenance.git_state(), sort_keys=True)}")  # report.pdf's manifest names them
+    return _stats([config_file, paths.ROOT / "build.py", paths.RESULTS_LOCK, paths.CONTENT_DIR, paths.TEMPLATES_DIR,
+                   paths.ROOT / "genreport"], lines)
 
 
 def outputs() -> str:

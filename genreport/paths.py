@@ -4,6 +4,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_FILE = ROOT / "report.toml"
+RESULTS_LOCK = ROOT / "results.lock.json"  # the author's results, committed: see genreport/lock.py
 CONTENT_DIR = ROOT / "report"
 TEMPLATES_DIR = ROOT / "templates"
 BUILD_DIR = ROOT / "build"

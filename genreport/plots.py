@@ -70,7 +70,23 @@ def gan_ring(gan: Result):
 
 
 def gan_mnist_samples(gan: Result):
-    return _image_grid(gan.arrays["mnist_samples"][:64], columns=16, width=TEXT_WIDTH_IN)
+    plt = _pyplot()
+    # The first samples in stored order, unfiltered: choosing by the classifier's confidence would flatter the GAN.
+    rows, columns = 3, 8
+    shown = rows * columns
+    images = gan.arrays["mnist_samples"][:shown]
+    labels, confidence = gan.arrays["mnist_sample_labels"][:shown], gan.arrays["mnist_sample_confidence"][:shown]
+    tile = 0.62  # inches per digit: about 16 mm in print, each of the 28 pixels about 0.6 mm
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * (tile + 0.1), rows * (tile + 0.3)), squeeze=False)
+    for ax, image, label, probability in zip(axes.flat, images, labels, confidence):
+        ax.imshow(image, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():  # a light frame shows each sample's extent without competing with it
+            spine.set(color="0.75", linewidth=0.5)
+        ax.set_xlabel(f"{label} ({100 * probability:.0f}%)", fontsize=8, labelpad=2)
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.99, bottom=0.1, wspace=0.15, hspace=0.35)
+    return fig
 
 
 def vae_latent(vae: Result):
@@ -106,7 +122,7 @@ def scaling_loss_vs_params(scaling: Result):
     grid = np.geomspace(n.min() / 1.5, n.max() * 1.5, 200)
     # Band: 16th-84th percentile of the law under parameter draws from the fit's covariance.
     covariance = np.array(fit["covariance"])
-    fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN * 0.62, TEXT_WIDTH_IN * 0.42))
+    fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN * 0.9, TEXT_WIDTH_IN * 0.42))
     if np.isfinite(covariance).all():  # too few models leave the fit without an uncertainty estimate
         draws = np.random.default_rng(0).multivariate_normal([fit["E"], fit["A"], fit["alpha"]], covariance, size=2000)
         curves = draws[:, :1] + draws[:, 1:2] * grid[None, :] ** -draws[:, 2:3]
@@ -126,7 +142,8 @@ def scaling_loss_vs_params(scaling: Result):
     ax.set(xscale="log", yscale="log", xlabel="non-embedding parameters $N$", ylabel="validation loss (nats/char)",
            ylim=(low_end * 0.96, high_end * 1.04), xlim=(grid[0], grid[-1]))
     ax.yaxis.set_minor_formatter(plt.FormatStrFormatter("%.1f"))
-    ax.legend(frameon=False, loc="lower left", bbox_to_anchor=(0.0, 0.08))
+    # Beside the axes: inside, wherever the points and baselines fall, it would cover some of them.
+    ax.legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return fig
 
@@ -134,7 +151,7 @@ def scaling_loss_vs_params(scaling: Result):
 def scaling_loss_vs_compute(scaling: Result):
     plt = _pyplot()
     models = scaling.metrics["models"]
-    fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN * 0.62, TEXT_WIDTH_IN * 0.42))
+    fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN * 0.8, TEXT_WIDTH_IN * 0.42))
     cmap = plt.get_cmap("viridis")
     points = []
     for i, model in enumerate(models):
@@ -160,21 +177,66 @@ def scaling_loss_vs_compute(scaling: Result):
 
 def attention_map(scaling: Result):
     plt = _pyplot()
-    weights = scaling.arrays["attention"]  # (heads, query, key)
+    from matplotlib.colors import PowerNorm
+
+    weights = scaling.arrays["attention"]  # (heads, query, key), each row a distribution over keys <= query
     text = scaling.metrics["attention_text"]
-    labels = ["_" if ch == " " else ch for ch in text]
-    heads = len(weights)
-    fig, axes = plt.subplots(1, heads, figsize=(TEXT_WIDTH_IN, TEXT_WIDTH_IN / heads + 0.35), squeeze=False)
-    for head, ax in enumerate(axes[0]):
-        ax.imshow(weights[head], cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(f"head {head + 1}")
-        ticks = range(0, len(labels), 4)
-        ax.set_xticks(list(ticks), [labels[i] for i in ticks], fontsize=6)
-        ax.set_yticks(list(ticks), [labels[i] for i in ticks], fontsize=6)
-        ax.set_xlabel("key position", fontsize=7)
-    axes[0][0].set_ylabel("query position", fontsize=7)
-    fig.tight_layout()
+    heads, length = len(weights), len(text)
+    # The head shown is chosen by a rule, not by eye: the one furthest from uniform attention (lowest mean entropy).
+    entropy = -(weights * np.log(np.where(weights > 0, weights, 1.0))).sum(axis=2).mean(axis=1)
+    shown = int(np.argmin(entropy))
+    # How far back each head looks: the attention-weighted distance query - key, averaged over queries.
+    offsets = np.arange(length)[:, None] - np.arange(length)[None, :]
+    mean_distance = (weights * np.clip(offsets, 0, None)).sum(axis=2).mean(axis=1)
+
+    # Laid out in inches so that each character's row and column is at least as tall as its 7 pt label.
+    side, left, bottom, top = 4.0, 0.4, 0.42, 0.3
+    height = bottom + side + top
+    fig = plt.figure(figsize=(TEXT_WIDTH_IN, height))
+    ax = fig.add_axes((left / TEXT_WIDTH_IN, bottom / height, side / TEXT_WIDTH_IN, side / height))
+    colour_ax = fig.add_axes(((left + side + 0.08) / TEXT_WIDTH_IN, bottom / height, 0.1 / TEXT_WIDTH_IN, side / height))
+    bars_left = left + side + 1.12
+    bars_ax = fig.add_axes((bars_left / TEXT_WIDTH_IN, (bottom + 0.5) / height,
+                            (TEXT_WIDTH_IN - bars_left - 0.15) / TEXT_WIDTH_IN, (side - 0.5) / height))
+
+    # Square-root colour scale: most weights are small, and a linear scale would leave them invisible.
+    image = ax.imshow(weights[shown], cmap="Blues", norm=PowerNorm(0.5, vmin=0, vmax=1), interpolation="nearest")
+    _label_characters(ax, text)
+    ax.tick_params(length=0, pad=1.5)
+    ax.set(xlabel="key (attended character)", ylabel="query (attending character)")
+    ax.set_title(f"head {shown + 1} of {heads}: the least uniform (lowest mean entropy)")
+    colour_bar = fig.colorbar(image, cax=colour_ax, ticks=[0, 0.05, 0.2, 0.5, 1], format="{x:g}")
+    colour_bar.ax.tick_params(labelsize=7)
+    colour_bar.set_label("attention weight", fontsize=8)
+
+    numbers = np.arange(1, heads + 1)
+    colours = ["tab:blue" if head == shown else "0.6" for head in range(heads)]
+    bars_ax.barh(numbers, mean_distance, color=colours, height=0.6)
+    for number, distance in zip(numbers, mean_distance):
+        bars_ax.annotate(f"{distance:.1f}", (distance, number), xytext=(2, 0), textcoords="offset points",
+                         va="center", fontsize=7)
+    bars_ax.set_yticks(numbers, [str(n) for n in numbers], fontsize=8)
+    bars_ax.invert_yaxis()
+    bars_ax.set_xlim(0, mean_distance.max() * 1.3)
+    bars_ax.set(ylabel="head")
+    bars_ax.set_xlabel("mean distance\n(characters)", fontsize=8)
+    bars_ax.set_title("all heads", fontsize=9)
+    bars_ax.spines[["top", "right"]].set_visible(False)
     return fig
+
+
+def _label_characters(ax, text: str) -> None:
+    """Label each row and column of an attention map with its character, a space shown as an underscore."""
+    positions = range(len(text))
+    labels = ["_" if ch == " " else ch.replace("$", r"\$") for ch in text]  # '$' would start mathtext
+    ax.set_xticks(positions, labels, fontsize=7)
+    ax.set_yticks(positions, labels, fontsize=7)
+    for label in [*ax.get_xticklabels(), *ax.get_yticklabels()]:
+        if label.get_text() == "_":  # cmr10 has a dot accent where ASCII has '_'
+            label.set_fontfamily("DejaVu Serif")
+    for label in ax.get_yticklabels():
+        if label.get_text() == "_":  # raised to the middle of its row; lower it reads as a bar over the next character
+            label.set_verticalalignment("bottom")
 
 
 def diffusion_reverse(diffusion: Result):
@@ -184,7 +246,7 @@ def diffusion_reverse(diffusion: Result):
     for ax, points, t in zip(axes[0], snapshots, steps):
         _ring_axes(ax, points, f"$t={t}$")
         ax.set(xlim=(-3.5, 3.5), ylim=(-3.5, 3.5))
-        ax.tick_params(labelsize=6)
+        ax.tick_params(labelsize=7)
     fig.tight_layout()
     return fig
 

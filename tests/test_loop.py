@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 from tests.conftest import build
@@ -95,6 +96,7 @@ def test_an_unchanged_build_is_answered_but_a_damaged_output_is_not_missed(scrat
     done = build(scratch_project, "--fast")
     assert done.returncode == 0 and "same PDF as at the last check" in done.stdout
     assert re.search(r"^latex\s+reused", done.stdout, re.MULTILINE)
+    assert re.search(r"^results: (identical|differ|not compared)", done.stdout, re.MULTILINE)  # the lock's verdict, every time
     figure = scratch_project / "figures/gan_ring.pdf"
     figure.write_bytes(figure.read_bytes() + b"\n% damaged")
     done = build(scratch_project, "--fast")
@@ -116,3 +118,23 @@ def test_an_error_in_the_text_is_reported_without_starting_over(scratch_project:
     done = build(scratch_project, "--fast")
     assert done.returncode == 1 and "report/aim.md" in done.stderr and "Undefined control sequence" in done.stderr
     assert (scratch_project / "build/tex/.biber-inputs").exists()  # starting over would have discarded it
+
+
+def test_a_commit_is_not_an_unchanged_build_so_the_pdf_names_the_new_commit(scratch_project: Path) -> None:
+    from genreport import provenance
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-c", "user.name=Test", "-c", "user.email=test@example.org", *args], cwd=scratch_project,
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    (scratch_project / ".gitignore").write_text("build/\nfigures/\nreport.pdf\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "first")
+    assert build(scratch_project, "--fast").returncode == 0
+    assert build(scratch_project, "--fast").stdout.count("same PDF as at the last check") == 1
+    git("commit", "-q", "--allow-empty", "-m", "second")  # no file changes: only the commit differs
+    done = build(scratch_project, "--fast")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "same PDF as at the last check" not in done.stdout
+    assert provenance.read(scratch_project / "report.pdf")["source"]["commit"] == git("rev-parse", "HEAD")

@@ -254,3 +254,10 @@ def test_results_json_is_deterministic_on_cpu() -> None:
     first, second = diffusion.run(config, "cpu").metrics, diffusion.run(config, "cpu").metrics
     first.pop("seconds"), second.pop("seconds")
     assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+
+
+def test_number_filters_never_print_negative_zero() -> None:
+    from genreport.content import _number, _percent
+
+    assert (_number(-0.0, 2), _number(-0.0004, 3), _percent(-0.00001)) == ("0.00", "0.000", "0.0%")
+    assert _number(-1.5, 1) == "-1.5"

@@ -106,7 +106,7 @@ def test_watch_rebuilds_recovers_and_stops_cleanly(scratch_project: Path) -> Non
 
         aim.write_text(good_text + "\nA sentence saved while watching.\n")
         status = watcher.next_status()
-        assert "after saving report/aim.md: latex ran" in status and "checklist 45/45 passed" in status, status
+        assert "after saving report/aim.md: latex ran" in status and re.search(r"checklist (\d+)/\1 passed", status), status
         assert "A sentence saved while watching." in pdf_text(scratch_project)
 
         good_pdf = (scratch_project / "report.pdf").read_bytes()

@@ -124,10 +124,12 @@ def watch_latencies(project: Path) -> tuple[float, float]:
         pdf = project / "report.pdf"
         latencies = []
         for path, old, new in ((project / "report" / "aim.md", "\n", "\nA sentence saved while watching.\n"),
-                               (project / "genreport" / "plots.py", 'ax.set_title(f"head {head + 1}")',
-                                'ax.set_title(f"Head {head + 1}")')):
+                               (project / "genreport" / "plots.py", 'bars_ax.set_title("all heads"',
+                                'bars_ax.set_title("All heads"')):
             before = pdf.stat().st_mtime_ns
             text = path.read_text()
+            if old not in text:
+                raise RuntimeError(f"bench: {path.name} no longer contains {old!r}; pick another edit")
             start = time.perf_counter()
             path.write_text(text.replace(old, new, 1) if old != "\n" else text + new)
             wait_for_new_pdf(pdf, before)

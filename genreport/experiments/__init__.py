@@ -8,6 +8,11 @@ Stale experiments run in worker processes, one per CPU core, each with one torch
 makes a result independent of the machine's core count (torch's CPU kernels split their sums by
 thread, so 1 and 2 threads give different bits), and these small models use a core better on their
 own than two threads share two cores.
+
+One thread removes the core count from the arithmetic but not the CPU: MKL, ATen's vectorised kernels
+and oneDNN each pick a code path per CPU (AVX-512 on one machine, AVX2 on another), and the paths round
+differently. On x86-64 with AVX2 the workers pin all three to their AVX2 path before torch is imported
+(`PINNED_NUMERICS`), so every such machine, Intel or AMD, computes the same bits.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import io
 import json
 import multiprocessing
 import os
+import platform
+import re
 import signal
 import sys
 import time
@@ -36,12 +43,15 @@ from genreport.errors import BuildError
 EXPERIMENTS = ("gan", "vae", "scaling", "diffusion")
 LONGEST_FIRST = ("scaling", "gan", "vae", "diffusion")  # so the last one to finish is a short one
 TORCH_THREADS = 1  # per experiment, whatever the machine: see the module docstring
+# MKL's conditional numerical reproducibility, ATen's dispatch and oneDNN's ISA, each held to AVX2.
+PINNED_NUMERICS = {"MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 @dataclass(frozen=True)
 class Outcome:
     name: str
     key: str
+    inputs: dict[str, object]  # what the key is a digest of
     reused: bool
     seconds: float
 
@@ -83,19 +93,40 @@ def resolve_device_name(requested: str) -> str:
     return "cuda" if not cpu_only_torch and Path("/proc/driver/nvidia").exists() else "cpu"
 
 
-def cache_key(name: str, config: ReportConfig, profile: str, device: str) -> str:
+def _has_avx2() -> bool:
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"^flags\s*:.*\bavx2\b", cpuinfo, re.MULTILINE))
+
+
+def numerics(device: str) -> dict[str, str]:
+    """Environment that pins the CPU kernels' code paths; empty where no common path exists (no AVX2, ARM) or on a GPU."""
+    if device == "cpu" and platform.machine().lower() in ("x86_64", "amd64") and _has_avx2():
+        return dict(PINNED_NUMERICS)
+    return {}
+
+
+def key_inputs(name: str, config: ReportConfig, profile: str, device: str) -> dict[str, object]:
+    """Everything an experiment's result depends on, by name; the cache key is their digest."""
     module = f"genreport.experiments.{name}"
-    parts = [f"{p.relative_to(paths.ROOT)}\n{p.read_text(encoding='utf-8')}" for p in project_sources(module)]
-    parts += [
-        profile,
-        json.dumps(config.overrides(profile, name), sort_keys=True),
-        f"seed={config.seed}",
-        f"device={device}",
-        f"torch_threads={TORCH_THREADS}",
-        f"torch={importlib.metadata.version('torch')}",
-        f"numpy={importlib.metadata.version('numpy')}",
-    ]
-    return cache.digest(parts)
+    sources = {str(p.relative_to(paths.ROOT)): cache.digest([p.read_bytes()]) for p in project_sources(module)}
+    return {
+        "sources": sources,
+        "profile": profile,
+        "overrides": config.overrides(profile, name),
+        "seed": config.seed,
+        "device": device,
+        "torch_threads": TORCH_THREADS,
+        "numerics": numerics(device),
+        "torch": importlib.metadata.version("torch"),
+        "numpy": importlib.metadata.version("numpy"),
+    }
+
+
+def cache_key(inputs: dict[str, object]) -> str:
+    return cache.digest([json.dumps(inputs, sort_keys=True)])
 
 
 def _run_and_store(name: str, config: ReportConfig, profile: str, device: str, key: str) -> tuple[str, float]:
@@ -122,7 +153,10 @@ def _run_and_store(name: str, config: ReportConfig, profile: str, device: str, k
     return name, time.perf_counter() - start
 
 
-def _start_worker(progress_lock: object, progress_rows: multiprocessing.Queue, parent: int) -> None:
+def _start_worker(progress_lock: object, progress_rows: multiprocessing.Queue, parent: int, environment: dict[str, str]) -> None:
+    # Kernel settings are read when torch loads its libraries, so they must be in place before any import of torch.
+    assert "torch" not in sys.modules, "torch was imported before the worker pinned its numerics"
+    os.environ.update(environment)
     # SIGINT stays blocked here (inherited from the parent, see _run_in_workers): Ctrl-C is the parent's
     # to handle, and it stops the workers. A worker must not outlive a parent that was killed outright.
     if sys.platform == "linux":  # elsewhere an orphaned worker finishes its experiment and then exits
@@ -137,7 +171,7 @@ def _start_worker(progress_lock: object, progress_rows: multiprocessing.Queue, p
     os.environ[PROGRESS_ROW_VARIABLE] = str(progress_rows.get())
 
 
-def _run_in_workers(tasks: list[tuple[str, ReportConfig, str, str, str]], workers: int,
+def _run_in_workers(tasks: list[tuple[str, ReportConfig, str, str, str]], workers: int, environment: dict[str, str],
                     on_done: Callable[[str, float], None]) -> None:
     """Run the tasks in `workers` processes, calling on_done(name, seconds) as each finishes.
 
@@ -148,7 +182,7 @@ def _run_in_workers(tasks: list[tuple[str, ReportConfig, str, str, str]], worker
     for row in range(workers):
         rows.put(row)
     executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                   initargs=(context.RLock(), rows, os.getpid()))
+                                   initargs=(context.RLock(), rows, os.getpid(), environment))
     finished = False
     try:
         with interrupts.held():  # submit starts the workers: they begin with SIGINT blocked and keep it so
@@ -183,18 +217,20 @@ def run_all(config: ReportConfig, profile: str, device: str, forced: set[str]) -
     device = resolve_device_name(device)
     outcomes: dict[str, Outcome] = {}
     stale: dict[str, str] = {}
+    inputs: dict[str, dict[str, object]] = {}
     for name in EXPERIMENTS:
         start = time.perf_counter()
         store = _store(name)
         store.prune_partials()
-        key = cache_key(name, config, profile, device)
+        inputs[name] = key_inputs(name, config, profile, device)
+        key = cache_key(inputs[name])
         entry = None if name in forced else store.get(key)
-        explain.experiment(name, config, profile, device, key, reran=entry is None, forced=name in forced)
+        explain.experiment(name, inputs[name], config.source.name, key, reran=entry is None, forced=name in forced)
         if entry is None:
             stale[name] = key
             continue
         publish(entry, name)
-        outcomes[name] = Outcome(name, key, True, time.perf_counter() - start)
+        outcomes[name] = Outcome(name, key, inputs[name], True, time.perf_counter() - start)
     if not stale:
         return StageOutcome([outcomes[name] for name in EXPERIMENTS], None)
     tasks = [(name, config, profile, device, stale[name]) for name in LONGEST_FIRST if name in stale]
@@ -203,11 +239,11 @@ def run_all(config: ReportConfig, profile: str, device: str, forced: set[str]) -
 
     def finished(name: str, seconds: float) -> None:
         publish(_store(name).entry(stale[name]), name)
-        outcomes[name] = Outcome(name, stale[name], False, seconds)
+        outcomes[name] = Outcome(name, stale[name], inputs[name], False, seconds)
         print(f"  experiment {name} done in {seconds:.1f} s", flush=True)
 
     start = time.perf_counter()
-    _run_in_workers(tasks, workers, finished)
+    _run_in_workers(tasks, workers, numerics(device), finished)
     wall_seconds = time.perf_counter() - start
     record = {"ran": sorted(stale), "workers": workers, "profile": profile, "wall_seconds": round(wall_seconds, 2)}
     cache.write_atomic(paths.EXPERIMENT_STAGE_RECORD, (json.dumps(record) + "\n").encode())  # read by `make bench`

@@ -65,6 +65,8 @@ def provenance(config: Any, seed: int, device: torch.device, seconds: float) -> 
         "device": device.type,
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch_threads": torch.get_num_threads(),
+        # The code path ATen's kernels took here (pinned to AVX2 on x86-64 by the experiment stage).
+        "cpu_capability": torch.backends.cpu.get_cpu_capability() if device.type == "cpu" else None,
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,

@@ -132,4 +132,7 @@ def ring_metrics(samples: torch.Tensor, min_count: int = 20) -> dict[str, float 
         "high_quality_fraction": round(float(high_quality.float().mean()), 4),
         "samples": len(samples),
         "per_mode_counts": per_mode.tolist(),
+        "min_count": min_count,
+        "radius": RING_RADIUS,
+        "std": RING_STD,
     }

@@ -1,11 +1,18 @@
--- Turns @fig:x / @tbl:x / @sec:x into cleveref links, and records captions for the grader's checklist.
-local prefixes = { fig = true, tbl = true, sec = true }
-local captions_file = os.getenv("GENREPORT_CAPTIONS")
+-- What pandoc's LaTeX writer does not do by itself for the report:
+--   @fig:x / @tbl:x / @sec:x / @eq:x become cleveref links;
+--   $$...$$ {#eq:x} becomes a numbered equation with that label;
+--   the student's image paths (relative to report/) point at their copies in build/tex;
+--   long identifiers and paths may break after _ / . (TeX would let them stick out of the margin);
+--   captions and image paths are recorded for the build (the checklist and the image checks).
+local prefixes = { fig = true, tbl = true, sec = true, eq = true }
+local records_file = os.getenv("GENREPORT_RECORDS")
+local image_dir = os.getenv("GENREPORT_IMAGE_DIR") or "content"
+local LONG = 20  -- shorter words fit a line anyway
 
-local function record(kind, caption)
-  if captions_file then
-    local handle = io.open(captions_file, "a")
-    handle:write(kind .. "\t" .. pandoc.utils.stringify(caption) .. "\n")
+local function record(kind, text)
+  if records_file and text ~= "" then
+    local handle = io.open(records_file, "a")
+    handle:write(kind .. "\t" .. text:gsub("[\t\n]", " ") .. "\n")
     handle:close()
   end
 end
@@ -23,9 +30,88 @@ function Cite(element)
 end
 
 function Figure(element)
-  record("figure", element.caption.long)
+  record("figure", pandoc.utils.stringify(element.caption.long))
 end
 
 function Table(element)
-  record("table", element.caption.long)
+  record("table", pandoc.utils.stringify(element.caption.long))
 end
+
+function Image(element)
+  record("image", element.src)
+  if not element.src:match("^figures/") then
+    element.src = image_dir .. "/" .. element.src:gsub("^%./", "")
+    return element
+  end
+end
+
+-- A display formula followed by {#eq:label} (pandoc reads the label as text after the formula).
+local function is_gap(inline)
+  return inline and (inline.t == "Space" or inline.t == "SoftBreak")
+end
+
+function Inlines(inlines)
+  local out = pandoc.Inlines({})
+  local i = 1
+  while i <= #inlines do
+    local inline = inlines[i]
+    local j = i + 1
+    while is_gap(inlines[j]) do
+      j = j + 1
+    end
+    local label = inline.t == "Math" and inline.mathtype == "DisplayMath" and inlines[j] and inlines[j].t == "Str"
+      and inlines[j].text:match("^{#(eq:[%w:._-]+)}$")
+    if label then
+      out:insert(pandoc.RawInline("latex", "\\begin{equation}" .. inline.text .. "\\label{" .. label .. "}\\end{equation}"))
+      i = j + 1
+    else
+      out:insert(inline)
+      i = i + 1
+    end
+  end
+  return out
+end
+
+-- Pieces of a long word, each ending after a _ / or . that is followed by more of the word.
+local function pieces(text)
+  local parts, start = {}, 1
+  for position in text:gmatch("()[_/.]") do
+    if position < #text and position - start >= 3 then
+      table.insert(parts, text:sub(start, position))
+      start = position + 1
+    end
+  end
+  table.insert(parts, text:sub(start))
+  return parts
+end
+
+local function breakable(text, make)
+  if #text < LONG or text:match("://") then
+    return nil
+  end
+  local parts = pieces(text)
+  if #parts == 1 then
+    return nil
+  end
+  local out = {}
+  for index, part in ipairs(parts) do
+    if index > 1 then
+      table.insert(out, pandoc.RawInline("latex", "\\allowbreak{}"))
+    end
+    table.insert(out, make(part))
+  end
+  return out
+end
+
+function Str(element)
+  return breakable(element.text, pandoc.Str)
+end
+
+function Code(element)
+  return breakable(element.text, function(part) return pandoc.Code(part, element.attr) end)
+end
+
+return {
+  { Inlines = Inlines },  -- equations first: their labels are Str elements the rest must not split
+  { Str = Str, Code = Code, Cite = Cite, Figure = Figure, Table = Table, Image = Image },
+}

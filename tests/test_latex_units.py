@@ -1,0 +1,214 @@
+"""Unit tests of the LaTeX stage's own logic, without a build: image checks, the Lua filter, log reading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from genreport import content, images, paths, typeset
+from genreport.errors import BuildError
+
+# --- the student's images ------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def content_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "report"
+    (folder / "images").mkdir(parents=True)
+    Image.new("RGB", (40, 20), "navy").save(folder / "images/ok.png")
+    Image.new("RGB", (40, 20), "navy").save(folder / "images/ok.jpg")
+    (folder / "images/ok.pdf").write_bytes(b"%PDF-1.4\n%%EOF\n")
+    return folder
+
+
+def check(src: str, folder: Path) -> tuple[str, Path] | None:
+    text = f"Intro line.\n\n![Caption]({src}){{width=50%}}\n"
+    return images.resolve(src, folder, folder / "aim.md", text)
+
+
+def refused(src: str, folder: Path) -> BuildError:
+    with pytest.raises(BuildError) as error:
+        check(src, folder)
+    assert error.value.line == 3 and Path(error.value.path).name == "aim.md"  # the content file and line
+    return error.value
+
+
+@pytest.mark.parametrize("name", ["ok.png", "ok.jpg", "ok.pdf"])
+def test_png_jpeg_and_pdf_under_report_are_accepted_and_placed_in_build_tex(content_dir: Path, name: str) -> None:
+    assert check(f"images/{name}", content_dir) == (f"content/images/{name}", content_dir / "images" / name)
+
+
+def test_a_file_name_with_a_space_is_found(content_dir: Path) -> None:
+    (content_dir / "images/ok.png").rename(content_dir / "images/my shot.png")
+    # pandoc hands the filter <images/my shot.png> as images/my%20shot.png
+    text = "![Caption](<images/my shot.png>)\n"
+    assert images.resolve("images/my%20shot.png", content_dir, content_dir / "aim.md", text) == (
+        "content/images/my shot.png", content_dir / "images/my shot.png")
+
+
+def test_a_generated_figure_is_not_a_student_image(content_dir: Path) -> None:
+    drawn = sorted(paths.FIGURES_DIR.glob("*.pdf"))
+    if not drawn:
+        pytest.skip("no figures drawn in this checkout")
+    assert check(f"figures/{drawn[0].name}", content_dir) is None
+    assert "draws no such figure" in refused("figures/my_own.png", content_dir).message
+
+
+def test_missing_and_misnamed_files_are_refused(content_dir: Path) -> None:
+    assert "no such file" in refused("images/none.png", content_dir).message
+    (content_dir / "images/text.png").write_text("hello")
+    assert "not an image" in refused("images/text.png", content_dir).message
+    (content_dir / "images/ok.jpg").rename(content_dir / "images/photo.png")
+    assert "a JPEG file" in refused("images/photo.png", content_dir).message
+    (content_dir / "images/fake.pdf").write_bytes(b"\x89PNG but not really")
+    assert "not an image" in refused("images/fake.pdf", content_dir).message
+    Image.new("RGB", (4, 4)).save(content_dir / "images/anim.gif")
+    assert "cannot include .gif" in refused("images/anim.gif", content_dir).message
+    assert "folder" in refused("images", content_dir).message
+
+
+def test_paths_that_leave_report_are_refused(content_dir: Path, tmp_path: Path) -> None:
+    Image.new("RGB", (4, 4)).save(tmp_path / "outside.png")
+    assert "leaves report/" in refused("../outside.png", content_dir).message
+    assert "leaves report/" in refused("images/../../outside.png", content_dir).message
+    assert "leaves report/" in refused(str(tmp_path / "outside.png"), content_dir).message
+    (content_dir / "images/link.png").symlink_to(tmp_path / "outside.png")
+    assert "symbolic link" in refused("images/link.png", content_dir).message
+    (content_dir / "linked").symlink_to(tmp_path, target_is_directory=True)
+    assert "symbolic link" in refused("linked/outside.png", content_dir).message
+
+
+def test_images_too_large_are_refused(content_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Image.new("1", (images.MAX_SIDE_PX + 1, 8)).save(content_dir / "images/wide.png")
+    assert "10,001 x 8 pixels is too large" in refused("images/wide.png", content_dir).message
+    Image.new("1", (images.MAX_SIDE_PX, 8)).save(content_dir / "images/edge.png")
+    assert check("images/edge.png", content_dir)  # the limit itself is allowed
+    monkeypatch.setattr(images, "MAX_BYTES", 10)
+    assert "too large" in refused("images/ok.png", content_dir).message
+
+
+def test_a_truncated_png_is_not_an_image(content_dir: Path) -> None:
+    data = (content_dir / "images/ok.png").read_bytes()
+    (content_dir / "images/cut.png").write_bytes(data[: len(data) // 2])
+    assert "not an image" in refused("images/cut.png", content_dir).message
+
+
+# --- Markdown -> LaTeX (pandoc and the Lua filter) -----------------------------------------------
+
+@pytest.fixture()
+def pandoc_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(paths, "PANDOC_CACHE_DIR", tmp_path / "pandoc")
+    return tmp_path / "pandoc"
+
+
+def test_labelled_display_maths_is_a_numbered_equation_and_at_eq_refers_to_it(pandoc_cache: Path) -> None:
+    converted = content.pandoc_to_latex(Path("x.md"), "$$ a = b $$ {#eq:ab}\n\nSee @eq:ab.\n\n$$ c $$\n")
+    assert r"\begin{equation} a = b \label{eq:ab}\end{equation}" in converted.latex
+    assert r"\Cref{eq:ab}" in converted.latex
+    assert r"\[ c \]" in converted.latex  # unlabelled: unnumbered
+    content.check_references({Path("x.md"): "$$ a $$ {#eq:ab}\n@eq:ab\n"}, set())
+    with pytest.raises(BuildError, match="eq:nothing"):
+        content.check_references({Path("x.md"): "See @eq:nothing.\n"}, set())
+
+
+def test_student_images_point_into_build_tex_and_are_recorded(pandoc_cache: Path) -> None:
+    converted = content.pandoc_to_latex(Path("x.md"), "![Mine.](images/a.png)\n\n![Drawn.](figures/gan_ring.pdf)\n")
+    assert "{content/images/a.png}" in converted.latex and "{figures/gan_ring.pdf}" in converted.latex
+    assert converted.recorded("image") == ["images/a.png", "figures/gan_ring.pdf"]
+    assert converted.recorded("figure") == ["Mine.", "Drawn."]
+
+
+def test_long_identifiers_and_bare_urls_may_break(pandoc_cache: Path) -> None:
+    latex = content.pandoc_to_latex(Path("x.md"), "Use model_checkpoint_directory_name and `a_long/inline_code_path` "
+                                                  "at https://example.org/a/b.\n").latex
+    assert r"model\_\allowbreak{}checkpoint\_\allowbreak{}directory\_\allowbreak{}name" in latex
+    # Each piece at least four characters: no break right after a one-letter prefix such as a_.
+    assert r"\texttt{a\_long/}\allowbreak{}\texttt{inline\_}\allowbreak{}\texttt{code\_}\allowbreak{}\texttt{path}" in latex
+    assert r"\url{https://example.org/a/b}" in latex
+
+
+def test_highlighting_macros_define_what_highlighted_code_uses(pandoc_cache: Path) -> None:
+    macros, _ = content.highlighting_macros()
+    code = content.pandoc_to_latex(Path("x.md"), "```python\nx = 1  # c\n```\n").latex
+    for name in ("Shaded", "Highlighting", "NormalTok", "CommentTok", "OperatorTok", "DecValTok"):
+        assert name in code and name in macros
+
+
+# --- the LaTeX log ----------------------------------------------------------------------------------
+
+@pytest.fixture()
+def tex_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(paths, "TEX_DIR", tmp_path / "build/tex")
+    monkeypatch.setattr(paths, "ROOT", tmp_path)
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report/aim.md").write_text("# Aim\n\nA first plain line of text.\n\n| Narrow | Table |\n|-|-|\n"
+                                            "| Supercalifragilistic expialidocious | 1 |\n")
+    (tmp_path / "build/tex").mkdir(parents=True)
+    (tmp_path / "build/tex/report.tex").write_text(
+        "\\documentclass{article}\n\\begin{document}\n% source: report/aim.md\n\\section{Aim}\n\n"
+        "A first plain line of text.\n\n\\begin{longtable}{ll}\nNarrow & Table \\\\\n"
+        "Supercalifragilistic expialidocious & 1 \\\\\n\\end{longtable}\n\\end{document}\n")
+    return tmp_path
+
+
+def write_log(project: Path, body: str) -> Path:
+    log = project / "build/tex/report.log"
+    log.write_text("This is pdfTeX\n" + body + "\nOutput written on report.pdf\n")
+    return log
+
+
+def test_an_overfull_line_is_a_warning_naming_the_content_file_and_line(tex_project: Path) -> None:
+    log = write_log(tex_project, "Overfull \\hbox (41.72151pt too wide) in paragraph at lines 10--10\n"
+                                 "[]|\\T1/lmr/m/n/10.95 (-20) Supercalifragilistic expialidocious|\n []\n\n"
+                                 "Overfull \\hbox (0.5pt too wide) in paragraph at lines 6--6\n[]\\T1/lmr/m/n/10.95 A first|\n")
+    [warning] = typeset.check_log(log)  # the half point is below the limit
+    assert warning.path == tex_project / "report/aim.md" and warning.line == 7
+    assert warning.points == pytest.approx(41.72151)
+    assert str(warning).endswith("report/aim.md:7: a line sticks out of the margin by 41.7 pt near: Supercalifragilistic expialidocious")
+
+
+def test_an_overfull_line_outside_any_content_file_is_still_reported(tex_project: Path) -> None:
+    log = write_log(tex_project, "Overfull \\hbox (12.0pt too wide) detected at line 2\n[][]\n")
+    [warning] = typeset.check_log(log)
+    assert warning.path is None and str(warning).startswith("build/tex/report.tex: a line sticks out")
+
+
+def test_undefined_references_and_missing_glyphs_stay_errors(tex_project: Path) -> None:
+    with pytest.raises(BuildError, match="undefined reference `fig:x`"):
+        typeset.check_log(write_log(tex_project, "LaTeX Warning: Reference `fig:x' on page 3 undefined on input line 9."))
+    with pytest.raises(BuildError, match="has no"):
+        typeset.check_log(write_log(tex_project, "Missing character: There is no ^^A in font cmr10!"))
+
+
+@pytest.mark.parametrize(("message", "context", "advice"), [
+    ("Undefined control sequence.", "The loss is $\\notamacro", "does not know the command \\notamacro"),
+    ("Missing $ inserted.", "x^2", "outside $...$"),
+    ("Double superscript.", "$x^a^", "x^{ab}"),
+    ("Misplaced alignment tab character &.", "$a &", "\\&"),
+    ("Illegal unit of measure (pt inserted).", "", "width=50%"),
+])
+def test_common_tex_errors_get_advice_in_words(message: str, context: str, advice: str) -> None:
+    assert advice in typeset.human_hint(message, context)
+
+
+def test_an_unknown_tex_error_gets_no_invented_advice() -> None:
+    assert typeset.human_hint("Something entirely new.", "") is None
+
+
+def test_latex_failure_names_the_content_line_and_says_what_to_do(tex_project: Path) -> None:
+    write_log(tex_project, "./report.tex:6: Undefined control sequence.\nl.6 A first plain line of text \\oops\n")
+    error = typeset.latex_failure()
+    assert error.path == tex_project / "report/aim.md" and error.line == 3
+    assert "Undefined control sequence" in error.message and "\\oops" in error.hint
+
+
+def test_an_argument_that_runs_to_the_end_of_the_file_is_traced_to_where_it_began(tex_project: Path) -> None:
+    report = tex_project / "build/tex/report.tex"
+    report.write_text(report.read_text().replace("A first plain line of text.", "A first plain \\(\\frac{a}{b\\) line of text."))
+    write_log(tex_project, "Runaway argument?\n{b\\) line of text. \\par \\par \\begin {longtable}\\ETC.\n"
+                           "! File ended while scanning use of \\frac .\n<inserted text>\n")
+    error = typeset.latex_failure()
+    assert error.path == tex_project / "report/aim.md" and error.line == 3
+    assert "no matching }" in error.hint
