@@ -10,7 +10,7 @@ from pathlib import Path
 from pypdf import PdfReader
 
 TYPESET_ONLY = ("from pathlib import Path; from genreport import config, document; "
-                "document.build(config.load(Path('report.toml')), force=True)")
+                "document.build(config.load(Path('report.toml').resolve()), force=True)")
 
 
 def flat_text(pdf: Path) -> str:
