@@ -160,8 +160,7 @@ def figure_provenance(tex_dir: Path = paths.TEX_DIR) -> list[dict[str, Any]]:
 def write_figure_table(tex_dir: Path = paths.TEX_DIR) -> None:
     """build/tex/figure-provenance.tex: the appendix table that says where each figure came from.
 
-    Figure numbers are \\ref's, so LaTeX fills them in; the table is rewritten only when it changes, so
-    an unchanged build lets latexmk skip its runs.
+    Figure numbers are \\ref's, so LaTeX fills them in; the table is rewritten only when it changes.
     """
     from pylatex.utils import escape_latex
 

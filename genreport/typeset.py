@@ -90,7 +90,7 @@ def write_sources(body: Body, config: ReportConfig) -> None:
                                bibliography=body.bibliography.name, pdf_title=escape_latex(config.title_block.title),
                                pdf_author=escape_latex(config.title_block.student_name))
     tex_file = tex_dir / "report.tex"
-    if not tex_file.exists() or tex_file.read_text() != document:  # untouched sources let latexmk skip its runs
+    if not tex_file.exists() or tex_file.read_text() != document:  # written only when it changed
         cache.write_atomic(tex_file, document.encode())
     texfigures.sync(paths.FIGURES_DIR, tex_dir / "figures")  # opaque PNGs without their alpha channel
     _sync_dir(paths.TEMPLATES_DIR / "diagrams", tex_dir / diagrams.SOURCE_DIR)  # typeset by genreport/diagrams.py
