@@ -184,10 +184,18 @@ def sandboxed(command: list[str], writable: Path, workdir: Path) -> list[str]:
         raise BuildError("--sandbox needs bubblewrap (bwrap), which is not installed",
                          hint="install it with `apt-get install bubblewrap`, or run `make verify`")
     home = Path.home().resolve()
-    hide_home = ["--tmpfs", str(home)] if home.is_dir() and home != Path("/") else []
-    needed = {paths.ROOT.resolve(), Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.executable).resolve().parent}
-    shown_again = [arg for path in sorted(needed) if hide_home and path.is_relative_to(home) for arg in ("--ro-bind", str(path), str(path))]
-    return [bwrap, "--ro-bind", "/", "/", *hide_home, *shown_again, "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+    hidden = [home] if home.is_dir() and home != Path("/") else []
+    hidden.append(Path("/tmp"))  # private: nothing of the grader's, nothing left behind
+    # As named (the command runs sys.executable as named) and as resolved (where symlinks lead).
+    named = [paths.ROOT, Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).parent]
+    needed = {p.absolute() for p in named} | {p.resolve() for p in named} | {Path(sys.executable).resolve().parent}
+    # A checkout or a Python that lives under a hidden directory (a clone in /tmp, a venv in the home) is shown again, read-only.
+    under_hidden = sorted(p for p in needed if any(p.is_relative_to(h) for h in hidden))
+    # One bind per outermost path: a bind inside an earlier one would land on its (possibly symlinked) copy.
+    outermost = [p for p in under_hidden if not any(p != q and p.is_relative_to(q) for q in under_hidden)]
+    shown_again = [arg for path in outermost for arg in ("--ro-bind", str(path), str(path))]
+    return [bwrap, "--ro-bind", "/", "/", *(arg for h in hidden for arg in ("--tmpfs", str(h))), *shown_again,
+            "--dev", "/dev", "--proc", "/proc",
             "--bind", str(writable), str(writable), "--unshare-all", "--die-with-parent", "--new-session",
             "--setenv", "HOME", "/tmp", "--setenv", "MPLCONFIGDIR", "/tmp/matplotlib", "--chdir", str(workdir), *command]
 
