@@ -90,8 +90,12 @@ class Lock:
     problem: str | None  # why the file could not be used; None when it could
 
 
+def _shown(lock_file: Path) -> Path:
+    return lock_file.relative_to(paths.ROOT) if lock_file.is_relative_to(paths.ROOT) else lock_file
+
+
 def read(lock_file: Path) -> Lock:
-    where = lock_file.relative_to(paths.ROOT) if lock_file.is_relative_to(paths.ROOT) else lock_file
+    where = _shown(lock_file)
     try:
         text = lock_file.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -111,7 +115,7 @@ def read(lock_file: Path) -> Lock:
 
 def _line_of(lock_file: Path, needle: str) -> str:
     """`file:line` of the first line containing needle, for warnings about one entry of a hand-edited lock."""
-    where = lock_file.relative_to(paths.ROOT) if lock_file.is_relative_to(paths.ROOT) else lock_file
+    where = _shown(lock_file)
     try:
         for number, line in enumerate(lock_file.read_text(encoding="utf-8").splitlines(), start=1):
             if needle in line:

@@ -28,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from genreport.experiments import PINNED_NUMERICS  # after the path is set; imports no torch
+
 # Stand-ins for other machines: ATen's dispatch levels and MKL's code paths. Each is applied alone, the
 # other libraries left to choose for themselves, as they would on a machine with no pinning.
 KERNEL_PATHS: dict[str, dict[str, str]] = {
@@ -36,9 +38,8 @@ KERNEL_PATHS: dict[str, dict[str, str]] = {
     "ATEN=avx512": {"ATEN_CPU_CAPABILITY": "avx512"},
     "MKL=AVX2": {"MKL_CBWR": "AVX2"},
     "MKL=COMPATIBLE": {"MKL_CBWR": "COMPATIBLE"},
-    "pinned (the build's)": {"MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "pinned (the build's)": PINNED_NUMERICS,
 }
-PINNING_VARIABLES = ("MKL_CBWR", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +101,7 @@ def run_cell(name: str, seeds: list[int], fast: bool, out: Path) -> None:
 
 
 def launch(name: str, path: str, seeds: tuple[int, ...], fast: bool, scratch: Path) -> tuple[str, str, str, dict | None, float]:
-    env = {k: v for k, v in os.environ.items() if k not in PINNING_VARIABLES}
+    env = {k: v for k, v in os.environ.items() if k not in PINNED_NUMERICS}
     env.update(KERNEL_PATHS[path])
     seed = ",".join(map(str, seeds))
     out = scratch / f"{name}-{path.split()[0]}-{seed}.json"

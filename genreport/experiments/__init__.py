@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import ctypes
+import functools
 import importlib
 import importlib.metadata
 import io
@@ -93,6 +94,7 @@ def resolve_device_name(requested: str) -> str:
     return "cuda" if not cpu_only_torch and Path("/proc/driver/nvidia").exists() else "cpu"
 
 
+@functools.cache  # read once per build, not once per experiment
 def _has_avx2() -> bool:
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text()
