@@ -19,6 +19,13 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def explained(project: Path, *args: str) -> str:
+    """Build the fast profile with --explain (and `args`); the build must succeed. Returns its output."""
+    done = build(project, "--fast", *args, "--explain")
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
 def why(stdout: str, unit: str) -> tuple[str, str]:
     """(status, reason) of one unit in the --explain listing."""
     match = re.search(rf"^\s+{re.escape(unit)}\s+(reran|reused)\s+(.*)$", stdout, re.MULTILINE)
@@ -28,22 +35,20 @@ def why(stdout: str, unit: str) -> tuple[str, str]:
 
 def test_a_sentence_edit_takes_one_pass_and_equals_a_clean_build(scratch_project: Path) -> None:
     append(scratch_project / "report/aim.md", "\nOne more sentence, typeset in a single pass.\n")
-    done = build(scratch_project, "--fast", "--explain")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert why(done.stdout, "latex") == ("reran", "report/aim.md changed")
-    assert why(done.stdout, "preamble format")[0] == "reused"
-    assert why(done.stdout, "diagram gan")[0] == "reused"
-    assert "pdflatex pass 1" in done.stdout and "pdflatex pass 2" not in done.stdout
-    assert why(done.stdout, "experiment gan")[0] == "reused"
-    assert why(done.stdout, "figure gan_ring") == ("reused", "key matched")
+    out = explained(scratch_project)
+    assert why(out, "latex") == ("reran", "report/aim.md changed")
+    assert why(out, "preamble format")[0] == "reused"
+    assert why(out, "diagram gan")[0] == "reused"
+    assert "pdflatex pass 1" in out and "pdflatex pass 2" not in out
+    assert why(out, "experiment gan")[0] == "reused"
+    assert why(out, "figure gan_ring") == ("reused", "key matched")
     incremental = digest(scratch_project / "report.pdf")
 
     shutil.rmtree(scratch_project / "build/tex")  # the format, the passes' .aux/.toc/.bbl, the diagrams' copies
     shutil.rmtree(scratch_project / "build/cache/diagrams")
-    done = build(scratch_project, "--fast", "--force", "latex", "--explain")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert why(done.stdout, "preamble format") == ("reran", "no format built yet")
-    assert "pdflatex pass 2" in done.stdout  # a clean build needs the .aux, .toc and .bbl passes
+    out = explained(scratch_project, "--force", "latex")
+    assert why(out, "preamble format") == ("reran", "no format built yet")
+    assert "pdflatex pass 2" in out  # a clean build needs the .aux, .toc and .bbl passes
     assert digest(scratch_project / "report.pdf") == incremental
 
 
@@ -53,9 +58,8 @@ def test_a_new_citation_runs_biber_and_the_passes_it_needs(scratch_project: Path
     # Not cited in the first section yet: citing it there adds it or moves it up the numbered list.
     key = next(k for k in re.findall(r"^@\w+\{([^,]+),", bib, re.MULTILINE) if f"@{k}" not in aim.read_text())
     append(aim, f"\nAs argued before [@{key}].\n")
-    done = build(scratch_project, "--fast", "--explain")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "biber" in done.stdout and "pdflatex pass 2" in done.stdout
+    out = explained(scratch_project)
+    assert "biber" in out and "pdflatex pass 2" in out
 
 
 def test_a_damaged_format_or_diagram_is_rebuilt_not_used(scratch_project: Path) -> None:
@@ -64,31 +68,28 @@ def test_a_damaged_format_or_diagram_is_rebuilt_not_used(scratch_project: Path) 
     (entry,) = [p for p in (scratch_project / "build/cache/diagrams/gan").iterdir() if p.is_dir()]
     (entry / "gan.pdf").write_bytes(b"%PDF-1.5 damaged")
     append(scratch_project / "report/aim.md", "\nA sentence so that LaTeX runs.\n")
-    done = build(scratch_project, "--fast", "--explain")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert why(done.stdout, "preamble format") == ("reran", "the format file was damaged (its digest does not match), so it was rebuilt")
-    assert why(done.stdout, "diagram gan") == ("reran", "its cached PDF was missing or damaged")
-    assert why(done.stdout, "diagram vae")[0] == "reused"
+    out = explained(scratch_project)
+    assert why(out, "preamble format") == ("reran", "the format file was damaged (its digest does not match), so it was rebuilt")
+    assert why(out, "diagram gan") == ("reran", "its cached PDF was missing or damaged")
+    assert why(out, "diagram vae")[0] == "reused"
 
 
 def test_a_preamble_change_rebuilds_the_format_and_the_diagrams(scratch_project: Path) -> None:
     config = scratch_project / "report.toml"
     config.write_text(re.sub(r'^title = "', 'title = "Revised: ', config.read_text(), count=1, flags=re.MULTILINE))
-    done = build(scratch_project, "--fast", "--explain")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert why(done.stdout, "latex")[1].startswith('report.toml report.title: "Comprehensive')  # the key, not just the file
-    assert why(done.stdout, "preamble format")[1].startswith("the preamble changed")  # the PDF title is set in the preamble
-    assert why(done.stdout, "diagram gan") == ("reran", "the preamble's format changed")
+    out = explained(scratch_project)
+    assert why(out, "latex")[1].startswith('report.toml report.title: "Comprehensive')  # the key, not just the file
+    assert why(out, "preamble format")[1].startswith("the preamble changed")  # the PDF title is set in the preamble
+    assert why(out, "diagram gan") == ("reran", "the preamble's format changed")
 
 
 def test_explain_names_the_config_key_that_reran_an_experiment(scratch_project: Path) -> None:
     append(scratch_project / "report.toml", "\n[profile.fast.diffusion]\ntrain_steps = 150\n")
-    done = build(scratch_project, "--fast", "--explain")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert why(done.stdout, "experiment diffusion") == ("reran", "report.toml profile.fast.diffusion.train_steps is new")
-    assert why(done.stdout, "experiment gan")[0] == "reused"
-    assert why(done.stdout, "figure diffusion_reverse") == ("reran", "build/results/diffusion.json changed; build/results/diffusion.npz changed")
-    assert why(done.stdout, "figure gan_ring") == ("reused", "key matched")
+    out = explained(scratch_project)
+    assert why(out, "experiment diffusion") == ("reran", "report.toml profile.fast.diffusion.train_steps is new")
+    assert why(out, "experiment gan")[0] == "reused"
+    assert why(out, "figure diffusion_reverse") == ("reran", "build/results/diffusion.json changed; build/results/diffusion.npz changed")
+    assert why(out, "figure gan_ring") == ("reused", "key matched")
 
 
 def test_an_unchanged_build_is_answered_but_a_damaged_output_is_not_missed(scratch_project: Path) -> None:
@@ -108,9 +109,8 @@ def test_a_half_written_aux_from_a_killed_build_is_discarded(scratch_project: Pa
     aux = scratch_project / "build/tex/report.aux"
     aux.write_bytes(aux.read_bytes()[:3000])  # what a pass killed while writing it leaves
     append(scratch_project / "report/aim.md", "\nA sentence after the killed build.\n")
-    done = build(scratch_project, "--fast", "--explain")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert why(done.stdout, "started over")[1].startswith("the pass reading report.aux")
+    out = explained(scratch_project)
+    assert why(out, "started over")[1].startswith("the pass reading report.aux")
 
 
 def test_an_error_in_the_text_is_reported_without_starting_over(scratch_project: Path) -> None:
