@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         if last >= 2:
             from genreport import document
 
-            outcome = document.build(cfg, force=force in ("all", "latex"), strict=args.strict)
+            outcome = document.build(cfg, force=force in ("all", "latex"), strict=args.strict, profile=profile)
             pages, warnings = outcome.pages, outcome.warnings
             summary.append(("latex", "reused" if outcome.reused else "ran", outcome.seconds))
         explain.save()

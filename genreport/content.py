@@ -137,7 +137,8 @@ def render_markdown(path: Path, text: str, context: dict[str, Any]) -> str:
 CITATION = re.compile(r"(?<![\w.@])@([A-Za-z][\w:.-]*\w)")
 REFERENCE_KINDS = ("fig", "tbl", "sec", "eq")  # @fig:x and friends; the Lua filter knows the same four
 LABEL = re.compile(rf"\{{#((?:{'|'.join(REFERENCE_KINDS)}):[\w:.-]+)")
-DIAGRAM = re.compile(r"""diagram\(\s*["']([\w-]+)["']""")
+# {{ diagram("name", "caption") }} in either quotes: the name makes a label, the caption goes to the checklist.
+DIAGRAM = re.compile(r"""diagram\(\s*(["'])([\w-]+)\1(?:\s*,\s*(["'])(.*?)\3)?""")
 
 
 def bibliography_keys(path: Path) -> set[str]:
@@ -148,7 +149,7 @@ def check_references(sources: dict[Path, str], bib_keys: set[str]) -> set[str]:
     """Every @key must be in the bibliography, every @fig/@tbl/@sec must name a label. Returns the cited keys."""
     labels = set()
     for text in sources.values():
-        labels |= set(LABEL.findall(text)) | {f"fig:diagram-{name}" for name in DIAGRAM.findall(text)}
+        labels |= set(LABEL.findall(text)) | {f"fig:diagram-{m.group(2)}" for m in DIAGRAM.finditer(text)}
     cited = set()
     for path, text in sources.items():
         for number, line in enumerate(text.splitlines(), start=1):
@@ -293,7 +294,7 @@ def convert(config: ReportConfig, content_dir: Path = paths.CONTENT_DIR) -> Body
         "title_block": vars(config.title_block),
         "exercise_headings": [_plain(m.group(1)) if m else "" for m in exercise_titles],
         "figure_captions": figure_captions,
-        "diagram_captions": re.findall(r'diagram\(\s*"[\w-]+"\s*,\s*"([^"]+)"', "\n".join(raw.values())),
+        "diagram_captions": [m.group(4) for text in raw.values() for m in DIAGRAM.finditer(text) if m.group(4)],
         "table_captions": table_captions,
         "cited_keys": sorted(cited),
     }

@@ -14,13 +14,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from genreport import cache, content, explain, images, paths, provenance, typeset
+from genreport import cache, content, diagrams, explain, images, paths, provenance, texfigures, texformat, texrun, typeset
 from genreport.config import ReportConfig
 from genreport.errors import BuildError
 
 
 def stage_inputs(config: ReportConfig) -> list[Path]:
-    code = [Path(module.__file__) for module in (content, images, typeset)] + [Path(__file__)]
+    # Every module that turns content into the PDF: a change to any of them must typeset again.
+    stage_code = (content, images, typeset, texrun, texformat, diagrams, texfigures)
+    code = [Path(module.__file__) for module in stage_code] + [Path(__file__)]
     files = [config.source, *code, *provenance.CODE, *sorted(p for p in paths.TEMPLATES_DIR.rglob("*") if p.is_file())]
     files += sorted(p for p in paths.CONTENT_DIR.rglob("*") if p.is_file())
     files += sorted(paths.RESULTS_DIR.glob("*.json"))
@@ -28,10 +30,10 @@ def stage_inputs(config: ReportConfig) -> list[Path]:
     return files
 
 
-def input_digests(config: ReportConfig) -> dict[str, str]:
+def input_digests(config: ReportConfig, git_state: dict) -> dict[str, str]:
     digests = {str(p.relative_to(paths.ROOT)): cache.file_digest(p) for p in stage_inputs(config)}
     # The PDF's manifest names the commit and the changed files, so they are inputs too.
-    return {**digests, "git state": cache.digest([json.dumps(provenance.git_state())])}
+    return {**digests, "git state": cache.digest([json.dumps(git_state)])}
 
 
 def inputs_key(digests: dict[str, str]) -> str:
@@ -76,10 +78,11 @@ def _load_pdf_readers() -> None:
     import pypdfium2  # noqa: F401
 
 
-def build(config: ReportConfig, force: bool, strict: bool = False) -> LatexOutcome:
+def build(config: ReportConfig, force: bool, strict: bool = False, profile: str | None = None) -> LatexOutcome:
     """Typeset report.pdf unless nothing it depends on changed; `strict` refuses a PDF with layout warnings."""
     start = time.perf_counter()
-    digests = input_digests(config)
+    git_state = provenance.git_state()  # asked once: an input of the stage and a field of the manifest
+    digests = input_digests(config, git_state)
     key = inputs_key(digests)
     stamp = paths.CACHE_DIR / "latex.key"
     if not force and paths.REPORT_PDF.exists() and stamp.exists() and stamp.read_text().split() == [key, cache.file_digest(paths.REPORT_PDF)]:
@@ -109,7 +112,7 @@ def build(config: ReportConfig, force: bool, strict: bool = False) -> LatexOutco
     cache.write_atomic(paths.TEX_DIR / "manifest.json", json.dumps(manifest, indent=1).encode())
     # Replace the deliverable only now that the build has succeeded, and atomically.
     tmp = paths.REPORT_PDF.with_name(".report.pdf.tmp")
-    provenance.embed(built, tmp, provenance.collect(config, manifest))  # the PDF carries its manifest
+    provenance.embed(built, tmp, provenance.collect(config, manifest, git_state, profile))  # the PDF carries its manifest
     os.replace(tmp, paths.REPORT_PDF)
     cache.write_atomic(stamp, f"{key} {cache.file_digest(paths.REPORT_PDF)}\n".encode())
     _explain(True, digests, config, force, tex)

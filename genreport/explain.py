@@ -3,8 +3,8 @@
 A unit's cache key is a digest of its inputs; to say *which* input changed, the inputs themselves are
 kept, as a flat dict of name -> value (a file's name -> "sha256:<digest>", a setting -> its value):
 - experiments: beside their cache entries, build/cache/experiments/<name>/<key>.inputs.json, plus the
-  key the last build used; computing the inputs costs a parse of the experiment's sources, so it is done
-  only when an experiment reruns;
+  key the last build used (the inputs are computed for every experiment on every build, as its cache key
+  is their digest; they are written only when an experiment reruns);
 - figures and the LaTeX stage: the last build's inputs, in build/cache/explain.json.
 A rerun is explained by the names whose values differ from the previous build's; a reuse by its key.
 The stages call the small hooks below; cli.py prints `report()` and calls `save()` after a build.
@@ -150,10 +150,6 @@ def latex_inputs(files: dict[str, str], config_file: Path) -> dict[str, str]:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         pass  # the config stage has already reported a broken file
     return inputs
-
-
-def reasons() -> list[Reason]:
-    return list(_reasons)
 
 
 def report() -> str:

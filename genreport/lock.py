@@ -12,7 +12,6 @@ times, the processor's name and the Python version are left out.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import zipfile
 from dataclasses import dataclass
@@ -48,7 +47,7 @@ def metrics_digest(metrics: dict[str, Any]) -> str:
 
 def arrays_digest(npz_file: Path) -> str:
     """Digest of the arrays' names, dtypes, shapes and bytes, read without numpy (the zip holds .npy files)."""
-    with zipfile.ZipFile(io.BytesIO(npz_file.read_bytes())) as archive:
+    with zipfile.ZipFile(npz_file) as archive:
         return cache.digest(part for name in sorted(archive.namelist()) for part in (name, archive.read(name)))
 
 

@@ -208,8 +208,12 @@ def write_figure_table(tex_dir: Path = paths.TEX_DIR) -> None:
 
 # --- the manifest in the PDF -----------------------------------------------------------------------
 
-def collect(config: Any, checklist: dict[str, Any]) -> dict[str, Any]:
-    """The manifest for the PDF just typeset: `checklist` (what build/tex/manifest.json holds) plus provenance."""
+def collect(config: Any, checklist: dict[str, Any], source: dict[str, Any], profile: str | None = None) -> dict[str, Any]:
+    """The manifest for the PDF just typeset: `checklist` (what build/tex/manifest.json holds) plus provenance;
+    `source` is `git_state()` as the build read it.
+
+    `profile` is the experiment profile whose results were just published; without it (the LaTeX stage
+    run on its own) it is found from the experiment cache, which costs a parse of the experiments' sources."""
     from genreport.experiments import EXPERIMENTS
 
     results = {}
@@ -219,8 +223,8 @@ def collect(config: Any, checklist: dict[str, Any]) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         **checklist,
-        "source": git_state(),
-        "profile": results_profile(config),
+        "source": source,
+        "profile": profile or results_profile(config),
         "files": source_digests(),
         "results": results,
         "figures": figure_provenance(),

@@ -261,3 +261,10 @@ def test_number_filters_never_print_negative_zero() -> None:
 
     assert (_number(-0.0, 2), _number(-0.0004, 3), _percent(-0.00001)) == ("0.00", "0.000", "0.0%")
     assert _number(-1.5, 1) == "-1.5"
+
+
+def test_diagram_calls_in_either_quotes_give_a_label_and_a_caption() -> None:
+    from genreport.content import DIAGRAM
+
+    text = """{{ diagram("gan", "A GAN. It's adversarial.") }} {{ diagram('vae', 'The "VAE".') }}"""
+    assert [(m.group(2), m.group(4)) for m in DIAGRAM.finditer(text)] == [("gan", "A GAN. It's adversarial."), ("vae", 'The "VAE".')]
