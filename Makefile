@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt 2>/dev/null | cut -c1-12)
 TEX_PACKAGES := latexmk texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
-                texlive-pictures lmodern biber texlive-bibtex-extra poppler-utils
+                texlive-pictures lmodern texlive-bibtex-extra poppler-utils
 
 .PHONY: pdf fast watch test check verify bench robustness lint setup tex sandbox clean distclean
 
@@ -45,9 +45,10 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
-# TeX Live from Debian's packages, only when latexmk or biber is missing.
+# TeX Live from Debian's packages, only when something the build runs is missing (unsrturl.bst: bibtex-extra).
 tex:
-	@command -v latexmk >/dev/null && command -v biber >/dev/null && command -v pdftoppm >/dev/null || { \
+	@command -v latexmk >/dev/null && command -v bibtex >/dev/null && kpsewhich unsrturl.bst >/dev/null \
+	  && command -v pdftoppm >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEX_PACKAGES); \
 	  else \

@@ -203,7 +203,7 @@ def pandoc_to_latex(path: Path, markdown: str) -> Converted:
     to one file converts only that file.
     """
     filter_file = paths.TEMPLATES_DIR / "pandoc" / "filter.lua"
-    arguments = [f"--from={PANDOC_READER}", "--to=latex", "--biblatex", "--wrap=preserve", "--top-level-division=section",
+    arguments = [f"--from={PANDOC_READER}", "--to=latex", "--natbib", "--wrap=preserve", "--top-level-division=section",
                  f"--lua-filter={filter_file}"]
     cached = _cache_file([*arguments, filter_file.read_text(encoding="utf-8"), markdown])
     try:

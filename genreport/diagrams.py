@@ -52,6 +52,8 @@ def _typeset(runner: Runner, name: str) -> Path:
     tex_dir = runner.tex_dir
     job = f"diagram-{name}"
     (tex_dir / f"{job}.tex").write_text(PAGE.format(name=name, source_dir=SOURCE_DIR))
+    # One pass, nothing to read back; an .aux left by another preamble (packages since removed) would stop it.
+    (tex_dir / f"{job}.aux").unlink(missing_ok=True)
     log = tex_dir / f"{job}.log"
     done = runner.run(["pdflatex", "-no-shell-escape", "-fmt=preamble", "-interaction=nonstopmode", "-halt-on-error",
                        "-file-line-error", f"{job}.tex"], log, env=FIXED_EPOCH)

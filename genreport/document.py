@@ -94,7 +94,7 @@ def build(config: ReportConfig, force: bool, strict: bool = False, profile: str 
     body = content.convert(config)
     typeset.write_sources(body, config)
     provenance.write_figure_table(paths.TEX_DIR)
-    print("  typesetting (pdflatex with the precompiled preamble, biber when citations changed)", flush=True)
+    print("  typesetting (pdflatex with the precompiled preamble, BibTeX when citations changed)", flush=True)
     # TeX keeps one core busy; the other loads the PDF readers that the checklist uses (0.1 s, a tenth
     # of a rebuild after a one-sentence edit). The page count comes from TeX's log.
     preload = threading.Thread(target=_load_pdf_readers)

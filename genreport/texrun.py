@@ -3,8 +3,8 @@
 This is the part of latexmk the build needs, driven from here so that every pass can load the
 precompiled preamble (genreport/texformat.py): pdflatex runs again only while a file that a pass reads
 back (the .aux, .toc, .out and the bibliography's .bbl; whatever pdflatex's -recorder lists as read and
-written) changed in the pass before, and biber runs only when the citations it was given (.bcf) or the
-BibTeX file changed. A pass whose inputs equal its outputs is the fixed point a clean build also ends
+written) changed in the pass before, and BibTeX runs only when the citations a pass wrote into the .aux
+or the .bib file changed. A pass whose inputs equal its outputs is the fixed point a clean build also ends
 in, so its PDF is the clean build's, byte for byte.
 """
 
@@ -26,10 +26,10 @@ JOB = "report"
 MAX_PASSES = 5
 # What a pass reads back even before -recorder has listed anything (a first build, a deleted .fls).
 DEFAULT_FEEDS = ("report.aux", "report.toc", "report.out", "report.bbl")
-# biblatex's request list for biber: logreq reads back only its first lines, after the last page, to
-# check that it wrote the file itself; what it says never reaches the PDF.
-NOT_FEEDS = {f"{JOB}.run.xml"}
-BIBER_STAMP = ".biber-inputs"  # digests of the .bcf and .bib the last successful biber run read
+NOT_FEEDS: set[str] = set()  # files a pass reads and writes whose content never reaches the PDF
+BIBTEX_STAMP = ".bibtex-inputs"  # digest of the .aux lines and .bib files the last successful BibTeX run read
+# The lines of the .aux that BibTeX reads: the cited keys in order, the style, the .bib files.
+BIBTEX_LINE = re.compile(r"^\\(?:citation|bibstyle|bibdata)\{.*$", re.MULTILINE)
 
 
 class Runner:
@@ -83,7 +83,7 @@ def first_error(log: Path) -> tuple[str, str | None, int | None]:
 @dataclass
 class PassesOutcome:
     passes: int = 0
-    biber_runs: int = 0
+    bibtex_runs: int = 0
     pages: int | None = None  # as the last pass's log says, so no PDF reader has to open the file for it
     why: list[str] = field(default_factory=list)  # one line per run: what made it necessary
 
@@ -107,11 +107,12 @@ def _digests(tex_dir: Path, names: set[str]) -> dict[str, str | None]:
     return {name: cache.file_digest(tex_dir / name) if (tex_dir / name).exists() else None for name in sorted(names)}
 
 
-def _biber_inputs(tex_dir: Path) -> str:
-    bcf = tex_dir / f"{JOB}.bcf"
-    parts = [cache.file_digest(bcf) if bcf.exists() else "no bcf"]
-    parts += [cache.file_digest(bib) for bib in sorted(tex_dir.glob("*.bib"))]
-    return cache.digest(parts)
+def _bibtex_inputs(tex_dir: Path) -> tuple[str, bool]:
+    """Digest of what BibTeX would read, and whether the document cites anything at all."""
+    aux = tex_dir / f"{JOB}.aux"
+    lines = BIBTEX_LINE.findall(aux.read_text(errors="replace")) if aux.exists() else []
+    parts = [*lines, *(cache.file_digest(bib) for bib in sorted(tex_dir.glob("*.bib")))]
+    return cache.digest(parts), any(line.startswith("\\citation") for line in lines)
 
 
 def _in_content(error: BuildError, content_dir: Path) -> bool:
@@ -119,7 +120,7 @@ def _in_content(error: BuildError, content_dir: Path) -> bool:
 
 
 def typeset(runner: Runner, fmt: str, on_latex_error: Callable[[], BuildError], content_dir: Path) -> PassesOutcome:
-    """pdflatex (and biber when its inputs changed) until a pass changes nothing that the next would read."""
+    """pdflatex (and BibTeX when its inputs changed) until a pass changes nothing that the next would read."""
     tex_dir = runner.tex_dir
     log = tex_dir / f"{JOB}.log"
     outcome = PassesOutcome()
@@ -135,10 +136,10 @@ def typeset(runner: Runner, fmt: str, on_latex_error: Callable[[], BuildError], 
             error = on_latex_error()
             if outcome.passes or not any(before.values()) or _in_content(error, content_dir):
                 raise error
-            # A build killed in the middle of a pass or of biber can leave a half-written .aux, .toc or
+            # A build killed in the middle of a pass or of BibTeX can leave a half-written .aux, .toc or
             # .bbl that stops the next pass (at \begin{document}, not at the student's text). Start over
             # without them, once; an error in the student's own file is reported as it is.
-            for name in feeds | {BIBER_STAMP}:
+            for name in feeds | {BIBTEX_STAMP}:
                 (tex_dir / name).unlink(missing_ok=True)
             kept = ", ".join(name for name, digest in before.items() if digest)
             outcome.why.append(f"started over: the pass reading {kept} failed ({error.message}), so they were discarded")
@@ -148,16 +149,18 @@ def typeset(runner: Runner, fmt: str, on_latex_error: Callable[[], BuildError], 
         outcome.pages = int(written.group(1)) if written else None
         outcome.passes += 1
         outcome.why.append(f"pdflatex pass {outcome.passes}: {why}")
-        biber_inputs = _biber_inputs(tex_dir)
-        stamp = tex_dir / BIBER_STAMP
-        if not (tex_dir / f"{JOB}.bbl").exists() or not stamp.exists() or stamp.read_text() != biber_inputs:
-            done = runner.run(["biber", "--quiet", JOB], tex_dir / f"{JOB}.blg")
-            if done.returncode != 0:
-                raise BuildError("biber (the bibliography) failed", path=tex_dir / f"{JOB}.blg",
+        bibtex_inputs, cites = _bibtex_inputs(tex_dir)
+        stamp = tex_dir / BIBTEX_STAMP
+        if not cites:  # BibTeX stops with an error on a document without citations: no bibliography then
+            (tex_dir / f"{JOB}.bbl").unlink(missing_ok=True)
+        elif not (tex_dir / f"{JOB}.bbl").exists() or not stamp.exists() or stamp.read_text() != bibtex_inputs:
+            done = runner.run(["bibtex", "-terse", JOB], tex_dir / f"{JOB}.blg")
+            if done.returncode >= 2:  # 1 is "warnings", e.g. an entry without a year
+                raise BuildError("BibTeX (the bibliography) failed", path=tex_dir / f"{JOB}.blg",
                                  hint=(done.stdout.strip().splitlines() or ["see the .blg file"])[-1][:200])
-            cache.write_atomic(stamp, biber_inputs.encode())
-            outcome.biber_runs += 1
-            outcome.why.append("biber: the citations (report.bcf) or references.bib changed")
+            cache.write_atomic(stamp, bibtex_inputs.encode())
+            outcome.bibtex_runs += 1
+            outcome.why.append("BibTeX: the citations in report.aux or references.bib changed")
         feeds |= _recorded_feeds(tex_dir)
         after = _digests(tex_dir, feeds)
         changed = [name for name in sorted(feeds) if before.get(name) != after[name]]

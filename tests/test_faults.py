@@ -165,7 +165,7 @@ def tex_processes(project: Path) -> list[int]:
     found = []
     for entry in Path("/proc").glob("[0-9]*"):
         try:
-            if (entry / "comm").read_text().strip() in ("latexmk", "pdflatex", "biber", "perl") and \
+            if (entry / "comm").read_text().strip() in ("latexmk", "pdflatex", "bibtex", "perl") and \
                     Path(os.readlink(entry / "cwd")) == project / "build/tex":
                 found.append(int(entry.name))
         except OSError:

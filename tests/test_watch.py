@@ -89,7 +89,7 @@ def tex_processes(project: Path) -> list[int]:
     found = []
     for entry in Path("/proc").glob("[0-9]*"):
         try:
-            if (entry / "comm").read_text().strip() in ("pdflatex", "pdftex", "biber") and \
+            if (entry / "comm").read_text().strip() in ("pdflatex", "pdftex", "bibtex") and \
                     Path(os.readlink(entry / "cwd")).is_relative_to(project):
                 found.append(int(entry.name))
         except OSError:

@@ -69,7 +69,7 @@ EDITS = 5
 def latexmk_tree(tex: Path) -> Path:
     """build/tex as latexmk alone would typeset it: the same generated report.tex, the diagrams as TikZ code."""
     tree = tex.parent / "tex-latexmk"
-    shutil.copytree(tex, tree, ignore=shutil.ignore_patterns("preamble*", "diagram-*", "*.fls", ".biber-inputs"))
+    shutil.copytree(tex, tree, ignore=shutil.ignore_patterns("preamble*", "diagram-*", "*.fls", ".bibtex-inputs"))
     for source in (tree / "tikz").glob("*.tex"):
         (tree / "diagrams" / f"{source.stem}.pdf").unlink(missing_ok=True)
         shutil.copy2(source, tree / "diagrams" / source.name)

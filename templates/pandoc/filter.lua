@@ -1,5 +1,7 @@
 -- What pandoc's LaTeX writer does not do by itself for the report:
 --   @fig:x / @tbl:x / @sec:x / @eq:x become cleveref links;
+--   a citation written in the text (@key, not [@key]) is numbered like the others: the numeric
+--   bibliography style has no author names for natbib's \citet;
 --   $$...$$ {#eq:x} becomes a numbered equation with that label;
 --   the student's image paths (relative to report/) point at their copies in build/tex;
 --   long identifiers and paths may break after _ / . (TeX would let them stick out of the margin);
@@ -22,7 +24,12 @@ function Cite(element)
   for _, citation in ipairs(element.citations) do
     local prefix = citation.id:match("^(%a+):")
     if not (prefix and prefixes[prefix]) then
-      return nil
+      for _, each in ipairs(element.citations) do
+        if each.mode == "AuthorInText" then
+          each.mode = "NormalCitation"
+        end
+      end
+      return element
     end
     table.insert(ids, citation.id)
   end
