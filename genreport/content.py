@@ -54,7 +54,13 @@ def is_printable(ch: str) -> bool:
     )
 
 
+# Every character is_printable accepts: a file that matches throughout needs no look at each character.
+_PRINTABLE_RUN = re.compile("[\n\t\x20-\x7e\xa0-\xac\xae-\u017f" + re.escape("".join(sorted(TYPOGRAPHIC | set(UNICODE_LATEX)))) + "]*")
+
+
 def check_characters(path: Path, text: str) -> None:
+    if _PRINTABLE_RUN.fullmatch(text):
+        return
     for number, line in enumerate(text.splitlines(), start=1):
         for column, ch in enumerate(line, start=1):
             if is_printable(ch):
@@ -108,12 +114,20 @@ def _diagram(name: str, caption: str) -> str:
             f"\\caption{{{escape_latex(caption)}}}\\label{{fig:diagram-{name}}}\n\\end{{figure}}\n```\n")
 
 
-def markdown_environment():
+JINJA_CACHE_DIR = paths.CACHE_DIR / "jinja"
+
+
+def markdown_environment(sources: dict[str, str]):
+    """Jinja for the content files in `sources` (name -> text). Compiled templates are kept in
+    build/cache/jinja, keyed by name and text, so an edit recompiles only the file that changed."""
     import jinja2
 
+    JINJA_CACHE_DIR.mkdir(parents=True, exist_ok=True)
     # Pandoc's attribute syntax {#fig:x} would open a Jinja comment, so comments use {%# ... #%} instead.
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True,
-                             comment_start_string="{%#", comment_end_string="#%}")
+                             comment_start_string="{%#", comment_end_string="#%}",
+                             loader=jinja2.FunctionLoader(sources.get),
+                             bytecode_cache=jinja2.FileSystemBytecodeCache(str(JINJA_CACHE_DIR)))
     env.filters.update(num=_number, pct=_percent, sci=_scientific)
     env.globals["diagram"] = _diagram
     return env
@@ -123,7 +137,7 @@ def render_markdown(path: Path, text: str, context: dict[str, Any]) -> str:
     import jinja2
 
     try:
-        return markdown_environment().from_string(text).render(context)
+        return markdown_environment({path.name: text}).get_template(path.name).render(context)
     except jinja2.TemplateSyntaxError as error:
         raise BuildError(f"template syntax: {error.message}", path=path, line=error.lineno) from None
     except (jinja2.UndefinedError, TypeError, ValueError, KeyError) as error:

@@ -8,6 +8,7 @@ function's parameter names, and its key from its own source text, both by parsin
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import time
 from pathlib import Path
@@ -32,11 +33,17 @@ FIGURES: dict[str, str] = {
 
 def _parse_plots() -> tuple[str, dict[str, str], dict[str, list[str]]]:
     """plots.py as (shared source, source per figure function, results each figure reads)."""
-    source = PLOTS_SOURCE.read_text(encoding="utf-8")
+    return _split_plots(PLOTS_SOURCE.read_text(encoding="utf-8"))
+
+
+@functools.lru_cache(maxsize=4)  # asked by the figure stage, the LaTeX stage's key and the no-op check
+def _split_plots(source: str) -> tuple[str, dict[str, str], dict[str, list[str]]]:
+    lines = source.splitlines(keepends=True)
     per_figure, inputs, shared = {}, {}, source
     for node in ast.parse(source).body:
         if isinstance(node, ast.FunctionDef) and node.name in FIGURES:
-            segment = ast.get_source_segment(source, node) or ""
+            # Whole lines of the function (ast.get_source_segment splits the file again for every node).
+            segment = "".join(lines[node.lineno - 1:node.end_lineno]).rstrip("\n")
             per_figure[node.name] = segment
             inputs[node.name] = [arg.arg for arg in node.args.args]
             shared = shared.replace(segment, "")

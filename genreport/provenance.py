@@ -30,7 +30,7 @@ SCHEMA = "genreport-manifest/1"
 FIGURE_TABLE = "figure-provenance.tex"  # written into build/tex, \input by templates/report.tex.j2
 DIGEST_PREFIX = 12  # hex digits of a digest printed on paper: enough to tell results apart, short enough to read
 # Files that can change what the build makes; their digests let `verify` name the source that changed.
-SOURCE_PATTERNS = ("build.py", "report.toml", "requirements.txt", "report/**/*", "templates/**/*", "genreport/**/*.py")
+SOURCE_PATTERNS = ("build.py", "report.toml", "requirements.txt", "requirements-data.txt", "report/**/*", "templates/**/*", "genreport/**/*.py")
 MAX_LISTED_CHANGES = 50
 # Code whose output the manifest and the figure table record: the LaTeX stage reruns when it changes.
 CODE = (Path(__file__), paths.ROOT / "genreport" / "plots.py")
@@ -234,23 +234,107 @@ def collect(config: Any, checklist: dict[str, Any], source: dict[str, Any], prof
 
 def embed(built: Path, target: Path, manifest: dict[str, Any]) -> None:
     """Write `built` plus the manifest to `target`, as an incremental update that leaves built's bytes first."""
-    from pypdf import PdfWriter
-    from pypdf.generic import NameObject, TextStringObject
-
     original = built.read_bytes()
     manifest = {**manifest, "built_pdf": {"bytes": len(original), "sha256": hashlib.sha256(original).hexdigest()}}
-    writer = PdfWriter(io.BytesIO(original), incremental=True)
-    attachment = writer.add_attachment(MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True).encode())
-    attachment.subtype = NameObject("/application#2Fjson")
-    attachment.description = TextStringObject("genreport build manifest: checklist, sources, results, figures, versions")
-    attachment.associated_file_relationship = NameObject("/Data")
-    # pypdf's update trailer names /Info only when the Info dictionary changed, and readers that take the
-    # last trailer alone (qpdf, and tools built on it) would lose title and author: so the update adds a
-    # pointer to the manifest there, which rewrites the dictionary and keeps it named.
-    writer.add_metadata({"/GenreportManifest": MANIFEST_NAME})
-    buffer = io.BytesIO()
-    writer.write(buffer)
-    cache.write_atomic(target, buffer.getvalue())
+    payload = json.dumps(manifest, indent=1, sort_keys=True).encode()
+    cache.write_atomic(target, original + _manifest_update(original, payload))
+
+
+def _manifest_update(original: bytes, payload: bytes) -> bytes:
+    """The incremental update (PDF 1.7 section 7.5.6) that attaches `payload` as MANIFEST_NAME.
+
+    Written here rather than by pypdf's incremental writer, which clones and hashes every object of the
+    document to find what changed (0.13 s of each rebuild); this update only reads the trailer, the
+    catalog, its name tree and the Info dictionary, and appends five objects and a cross-reference stream."""
+    from pypdf import PdfReader
+    from pypdf.generic import (
+        ArrayObject,
+        DecodedStreamObject,
+        DictionaryObject,
+        IndirectObject,
+        NameObject,
+        NumberObject,
+        TextStringObject,
+    )
+
+    reader = PdfReader(io.BytesIO(original))
+    trailer = reader.trailer
+    size = int(trailer["/Size"])
+    def ref(number: int) -> IndirectObject:  # a reference to an object of this update
+        return IndirectObject(number, 0, None)
+
+    file_number, spec_number, tree_number = size, size + 1, size + 2
+    catalog = trailer["/Root"]
+    catalog_number = trailer.raw_get("/Root").idnum
+    changed: dict[int, Any] = {}
+
+    embedded = DecodedStreamObject()
+    embedded.set_data(payload)
+    embedded.update({NameObject("/Type"): NameObject("/EmbeddedFile"), NameObject("/Subtype"): NameObject("/application/json"),
+                     NameObject("/Params"): DictionaryObject({NameObject("/Size"): NumberObject(len(payload))})})
+    changed[file_number] = embedded
+    changed[spec_number] = DictionaryObject({
+        NameObject("/Type"): NameObject("/Filespec"), NameObject("/F"): TextStringObject(MANIFEST_NAME),
+        NameObject("/UF"): TextStringObject(MANIFEST_NAME),
+        NameObject("/EF"): DictionaryObject({NameObject("/F"): ref(file_number), NameObject("/UF"): ref(file_number)}),
+        NameObject("/Desc"): TextStringObject("genreport build manifest: checklist, sources, results, figures, versions"),
+        NameObject("/AFRelationship"): NameObject("/Data")})
+    changed[tree_number] = DictionaryObject({NameObject("/Names"): ArrayObject([TextStringObject(MANIFEST_NAME), ref(spec_number)])})
+
+    # The catalog's name dictionary (hyperref puts its destinations there) gains /EmbeddedFiles; where it is
+    # an object of its own, that object is rewritten, otherwise the catalog.
+    new_catalog = DictionaryObject(catalog)
+    new_catalog[NameObject("/AF")] = ArrayObject([ref(spec_number)])
+    names_entry = catalog.raw_get("/Names")
+    if isinstance(names_entry, IndirectObject):
+        names = DictionaryObject(names_entry.get_object())
+        names[NameObject("/EmbeddedFiles")] = ref(tree_number)
+        changed[names_entry.idnum] = names
+    else:
+        names = DictionaryObject(names_entry or {})
+        names[NameObject("/EmbeddedFiles")] = ref(tree_number)
+        new_catalog[NameObject("/Names")] = names
+    changed[catalog_number] = new_catalog
+    # Readers that take the last trailer alone (qpdf, and tools built on it) need /Info named there, so
+    # the Info dictionary is rewritten too, with a pointer to the manifest.
+    info_entry = trailer.raw_get("/Info")
+    info_number = info_entry.idnum if isinstance(info_entry, IndirectObject) else size + 3
+    info = DictionaryObject(info_entry.get_object()) if info_entry is not None else DictionaryObject()
+    info[NameObject("/GenreportManifest")] = TextStringObject(MANIFEST_NAME)
+    changed[info_number] = info
+    xref_number = max(size + 3, info_number + 1)
+
+    update = io.BytesIO()
+    update.write(b"" if original.endswith(b"\n") else b"\n")
+    offsets = {}
+    for number in sorted(changed):
+        offsets[number] = len(original) + update.tell()
+        update.write(f"{number} 0 obj\n".encode())
+        changed[number].write_to_stream(update)
+        update.write(b"\nendobj\n")
+    offsets[xref_number] = len(original) + update.tell()
+    # Cross-reference stream rows: type 1 (in use), byte offset, generation 0.
+    rows = b"".join(b"\x01" + offsets[number].to_bytes(4, "big") + b"\x00\x00" for number in sorted(offsets))
+    runs: list[list[int]] = []
+    for number in sorted(offsets):
+        if runs and runs[-1][0] + runs[-1][1] == number:
+            runs[-1][1] += 1
+        else:
+            runs.append([number, 1])
+    xref = DecodedStreamObject()
+    xref.set_data(rows)
+    xref.update({
+        NameObject("/Type"): NameObject("/XRef"), NameObject("/Size"): NumberObject(xref_number + 1),
+        NameObject("/Index"): ArrayObject([NumberObject(n) for run in runs for n in run]),
+        NameObject("/W"): ArrayObject([NumberObject(1), NumberObject(4), NumberObject(2)]),
+        NameObject("/Root"): ref(catalog_number), NameObject("/Info"): ref(info_number),
+        NameObject("/Prev"): NumberObject(int(re.findall(rb"startxref\s+(\d+)", original)[-1]))})
+    if "/ID" in trailer:
+        xref[NameObject("/ID")] = trailer["/ID"]
+    update.write(f"{xref_number} 0 obj\n".encode())
+    xref.write_to_stream(update)
+    update.write(f"\nendobj\nstartxref\n{offsets[xref_number]}\n%%EOF\n".encode())
+    return update.getvalue()
 
 
 class ManifestError(Exception):

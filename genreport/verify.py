@@ -26,7 +26,7 @@ from genreport import paths, provenance
 from genreport.errors import BuildError
 
 REBUILD_DIR = paths.BUILD_DIR / "verify"
-COPIED = ("build.py", "report.toml", "requirements.txt", "genreport", "templates", "report")
+COPIED = ("build.py", "report.toml", "requirements.txt", "requirements-data.txt", "genreport", "templates", "report")
 DEFAULT_RTOL = 0.01
 NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
 TOKEN = re.compile(r"\d[\d,]*(?:\.\d+)?|[^\W\d_]+")

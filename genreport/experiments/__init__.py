@@ -77,20 +77,33 @@ def project_sources(module: str) -> list[Path]:
         if name in seen or not path.exists():
             continue
         seen[name] = path
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("genreport"):
-                pending.append(node.module)
-                pending.extend(f"{node.module}.{alias.name}" for alias in node.names)
-            elif isinstance(node, ast.Import):
-                pending.extend(alias.name for alias in node.names if alias.name.startswith("genreport"))
+        pending.extend(_project_imports(path.read_text(encoding="utf-8")))
     return [seen[name] for name in sorted(seen)]
+
+
+@functools.lru_cache(maxsize=64)  # the experiments share most of their sources: each is parsed once a build
+def _project_imports(source: str) -> tuple[str, ...]:
+    """Names a module's source imports from the project (modules, and names that may be modules)."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("genreport"):
+            found.append(node.module)
+            found.extend(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names if alias.name.startswith("genreport"))
+    return tuple(found)
+
+
+@functools.cache  # asked for every experiment; a build is one process, and pip does not run inside it
+def _version(package: str) -> str:
+    return importlib.metadata.version(package)
 
 
 def resolve_device_name(requested: str) -> str:
     """What `auto` will mean, decided without importing torch: a CUDA build of torch plus an NVIDIA driver."""
     if requested != "auto":
         return requested
-    cpu_only_torch = "+cpu" in importlib.metadata.version("torch")
+    cpu_only_torch = "+cpu" in _version("torch")
     return "cuda" if not cpu_only_torch and Path("/proc/driver/nvidia").exists() else "cpu"
 
 
@@ -122,8 +135,8 @@ def key_inputs(name: str, config: ReportConfig, profile: str, device: str) -> di
         "device": device,
         "torch_threads": TORCH_THREADS,
         "numerics": numerics(device),
-        "torch": importlib.metadata.version("torch"),
-        "numpy": importlib.metadata.version("numpy"),
+        "torch": _version("torch"),
+        "numpy": _version("numpy"),
     }
 
 
