@@ -16,7 +16,7 @@ from pathlib import Path
 
 from genreport import cache, paths
 from genreport.errors import BuildError
-from genreport.texrun import Runner, first_error
+from genreport.texrun import NO_ERROR_MESSAGE, Runner, first_error, read_log
 
 SOURCE_DIR = "tikz"  # build/tex/tikz/<name>.tex: the diagram's TikZ code, copied from templates/diagrams
 TARGET_DIR = "diagrams"  # build/tex/diagrams/<name>.tex + .pdf: what the report's \input finds
@@ -56,9 +56,10 @@ def _typeset(runner: Runner, name: str) -> Path:
     done = runner.run(["pdflatex", "-no-shell-escape", "-fmt=preamble", "-interaction=nonstopmode", "-halt-on-error",
                        "-file-line-error", f"{job}.tex"], log, env=FIXED_EPOCH)
     if done.returncode != 0 or not (tex_dir / f"{job}.pdf").exists():
-        message, file, line = first_error(log)
-        raise BuildError(f"LaTeX failed in the diagram {name}: {message}", path=paths.TEMPLATES_DIR / "diagrams" / f"{name}.tex",
-                         line=line if file == f"{SOURCE_DIR}/{name}.tex" else None,
+        error = first_error(read_log(log))
+        raise BuildError(f"LaTeX failed in the diagram {name}: {error.message if error else NO_ERROR_MESSAGE}",
+                         path=paths.TEMPLATES_DIR / "diagrams" / f"{name}.tex",
+                         line=error.line if error and error.file == f"{SOURCE_DIR}/{name}.tex" else None,
                          hint=f"full log: {log.relative_to(paths.ROOT) if log.is_relative_to(paths.ROOT) else log}")
     return tex_dir / f"{job}.pdf"
 

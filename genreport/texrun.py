@@ -70,14 +70,41 @@ class Runner:
                           hint="look for a recursive definition in your content")
 
 
-def first_error(log: Path) -> tuple[str, str | None, int | None]:
-    """The first error TeX wrote to a log: (message, file, line), from `file:line: message` or `! message`."""
-    text = log.read_text(errors="replace") if log.exists() else ""
-    located = re.search(r"^(?:\./)?(\S+):(\d+): (.*)$", text, re.MULTILINE)
+NO_ERROR_MESSAGE = "no error message in the log"
+# With -file-line-error TeX writes `file:line: message`; a few errors still come as `! message`.
+LOCATED_ERROR = re.compile(r"^(?:\./)?(\S+):(\d+): (.*)$", re.MULTILINE)
+BARE_ERROR = re.compile(r"^! (.*)$", re.MULTILINE)
+# Where TeX stopped: "l.<line> <the text read up to the error>", a few lines below the error.
+STOPPED_AT = re.compile(r"^l\.\d+ (.*)$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class LogError:
+    """The first error TeX wrote to a log."""
+
+    message: str
+    file: str | None  # as TeX names it; None for a bare `! message`
+    line: int | None
+    context: str  # the text TeX had read up to the error (its `l.<line>` line), or ""
+
+
+def read_log(log: Path) -> str:
+    return log.read_text(errors="replace") if log.exists() else ""
+
+
+def first_error(log_text: str, in_file: str | None = None) -> LogError | None:
+    """The first `file:line: message` error (with `in_file`, the first in that file), else the first
+    `! message`; None when the log has neither."""
+    located = next((m for m in LOCATED_ERROR.finditer(log_text) if in_file is None or m.group(1) == in_file), None)
     if located:
-        return located.group(3).strip(), located.group(1), int(located.group(2))
-    bare = re.search(r"^! (.*)$", text, re.MULTILINE)
-    return (bare.group(1).strip() if bare else "no error message in the log"), None, None
+        file, line, message, end = located.group(1), int(located.group(2)), located.group(3), located.end()
+    else:
+        bare = BARE_ERROR.search(log_text)
+        if bare is None:
+            return None
+        file, line, message, end = None, None, bare.group(1), bare.end()
+    context = STOPPED_AT.search(log_text[end:])
+    return LogError(message.strip(), file, line, context.group(1) if context else "")
 
 
 @dataclass

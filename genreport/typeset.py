@@ -169,18 +169,15 @@ def human_hint(message: str, context: str) -> str | None:
 def latex_failure() -> BuildError:
     """Summarise the first LaTeX error, point at the student's source and say what to do."""
     log_path = paths.TEX_DIR / "report.log"
-    log = log_path.read_text(errors="replace") if log_path.exists() else ""
-    match = re.search(r"^(?:\./)?report\.tex:(\d+): (.*)$", log, re.MULTILINE) or re.search(r"^! (.*)$", log, re.MULTILINE)
-    if not match:
+    log = texrun.read_log(log_path)
+    error = texrun.first_error(log, in_file="report.tex")
+    if error is None:
         return BuildError("LaTeX failed without an error message", path=log_path)
-    tex_line = int(match.group(1)) if match.lastindex == 2 else None
-    message = match.group(match.lastindex)
+    tex_line, message = error.line, error.message
     runaway = re.search(r"^Runaway argument\?\n(.{6,40})", log, re.MULTILINE)
     if tex_line is None and runaway:  # TeX read on to the end of the file: find where the argument began
         tex_line = _line_with(runaway.group(1).split(" \\par")[0])
-    # TeX shows where it stopped as "l.<line> <text up to the error>" a few lines further down.
-    context = re.search(r"^l\.\d+ (.*)$", log[match.end():], re.MULTILINE)
-    advice = human_hint(message, context.group(1) if context else "")
+    advice = human_hint(message, error.context)
     where = locate_in_content(tex_line) if tex_line else None
     generated = f"generated source: build/tex/report.tex:{tex_line}; full log: {log_path.relative_to(paths.ROOT)}" if tex_line else None
     hint = "; ".join(part for part in (advice, generated) if part) or None
