@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from genreport import cache, paths
+from genreport import cache, paths, texformat
 from genreport.errors import BuildError
 from genreport.texrun import NO_ERROR_MESSAGE, Runner, first_error, read_log
 
@@ -53,8 +53,7 @@ def _typeset(runner: Runner, name: str) -> Path:
     job = f"diagram-{name}"
     (tex_dir / f"{job}.tex").write_text(PAGE.format(name=name, source_dir=SOURCE_DIR))
     log = tex_dir / f"{job}.log"
-    done = runner.run(["pdflatex", "-no-shell-escape", "-fmt=preamble", "-interaction=nonstopmode", "-halt-on-error",
-                       "-file-line-error", f"{job}.tex"], log, env=FIXED_EPOCH)
+    done = runner.pdflatex(f"{job}.tex", texformat.NAME, log, env=FIXED_EPOCH)
     if done.returncode != 0 or not (tex_dir / f"{job}.pdf").exists():
         error = first_error(read_log(log))
         raise BuildError(f"LaTeX failed in the diagram {name}: {error.message if error else NO_ERROR_MESSAGE}",
