@@ -107,12 +107,21 @@ def first_error(log_text: str, in_file: str | None = None) -> LogError | None:
     return LogError(message.strip(), file, line, context.group(1) if context else "")
 
 
+@dataclass(frozen=True)
+class Step:
+    """A run of the typesetting (or its end) and what made it necessary: a line of `--explain`."""
+
+    name: str  # "pdflatex pass 2", "biber", "started over", "settled after pass 2"
+    ran: bool  # False for the closing step, which runs nothing
+    why: str
+
+
 @dataclass
 class PassesOutcome:
     passes: int = 0
     biber_runs: int = 0
     pages: int | None = None  # as the last pass's log says, so no PDF reader has to open the file for it
-    why: list[str] = field(default_factory=list)  # one line per run: what made it necessary
+    steps: list[Step] = field(default_factory=list)
 
 
 def _recorded_feeds(tex_dir: Path) -> set[str]:
@@ -168,13 +177,13 @@ def typeset(runner: Runner, fmt: str, on_latex_error: Callable[[], BuildError], 
             for name in feeds | {BIBER_STAMP}:
                 (tex_dir / name).unlink(missing_ok=True)
             kept = ", ".join(name for name, digest in before.items() if digest)
-            outcome.why.append(f"started over: the pass reading {kept} failed ({error.message}), so they were discarded")
+            outcome.steps.append(Step("started over", True, f"the pass reading {kept} failed ({error.message}), so they were discarded"))
             why = "started over without the files earlier passes wrote"
             continue
         written = re.search(r"^Output written on \S+ \((\d+) pages?", done.stdout, re.MULTILINE)
         outcome.pages = int(written.group(1)) if written else None
         outcome.passes += 1
-        outcome.why.append(f"pdflatex pass {outcome.passes}: {why}")
+        outcome.steps.append(Step(f"pdflatex pass {outcome.passes}", True, why))
         biber_inputs = _biber_inputs(tex_dir)
         stamp = tex_dir / BIBER_STAMP
         if not (tex_dir / f"{JOB}.bbl").exists() or not stamp.exists() or stamp.read_text() != biber_inputs:
@@ -184,11 +193,12 @@ def typeset(runner: Runner, fmt: str, on_latex_error: Callable[[], BuildError], 
                                  hint=(done.stdout.strip().splitlines() or ["see the .blg file"])[-1][:200])
             cache.write_atomic(stamp, biber_inputs.encode())
             outcome.biber_runs += 1
-            outcome.why.append("biber: the citations (report.bcf) or references.bib changed")
+            outcome.steps.append(Step("biber", True, "the citations (report.bcf) or references.bib changed"))
         feeds |= _recorded_feeds(tex_dir)
         after = _digests(tex_dir, feeds)
         changed = [name for name in sorted(feeds) if before.get(name) != after[name]]
         if not changed:
-            outcome.why.append(f"settled after pass {outcome.passes}: it changed nothing a pass reads back ({', '.join(sorted(feeds))})")
+            outcome.steps.append(Step(f"settled after pass {outcome.passes}", False,
+                                      f"it changed nothing a pass reads back ({', '.join(sorted(feeds))})"))
             return outcome
         why = f"pass {outcome.passes} changed {', '.join(changed)}"
