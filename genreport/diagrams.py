@@ -100,10 +100,6 @@ def ensure(runner: Runner, format_key: str) -> list[DiagramOutcome]:
             built = _typeset(runner, name)
             entry = store.put(key, lambda directory, built=built, name=name: cache.copy_atomic(built, directory / f"{name}.pdf"))
             cache.write_atomic(store.root / "last.json", f"{source_digest} {format_key}\n".encode())
-        pdf, include = target_dir / f"{name}.pdf", target_dir / f"{name}.tex"
-        if not pdf.exists() or cache.file_digest(pdf) != cache.file_digest(entry / f"{name}.pdf"):
-            cache.copy_atomic(entry / f"{name}.pdf", pdf)
-        line = INCLUDE.format(target_dir=TARGET_DIR, name=name)
-        if not include.exists() or include.read_text() != line:
-            cache.write_atomic(include, line.encode())
+        cache.copy_if_changed(entry / f"{name}.pdf", target_dir / f"{name}.pdf")
+        cache.write_if_changed(target_dir / f"{name}.tex", INCLUDE.format(target_dir=TARGET_DIR, name=name).encode())
     return outcomes
