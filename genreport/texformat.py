@@ -20,7 +20,7 @@ from pathlib import Path
 
 from genreport import cache
 from genreport.errors import BuildError
-from genreport.texrun import JOB, NO_ERROR_MESSAGE, Runner, first_error, read_log
+from genreport.texrun import BATCH_OPTIONS, JOB, NO_ERROR_MESSAGE, Runner, first_error, read_log
 
 NAME = "preamble"  # build/tex/preamble.fmt, found by pdflatex in its working directory
 STAMP = f"{NAME}.fmt.json"
@@ -108,8 +108,7 @@ def ensure(runner: Runner) -> FormatOutcome:
     stamp.unlink(missing_ok=True)
     building = f"{NAME}-ini"
     log = tex_dir / f"{building}.log"
-    done = runner.run(["pdftex", "-ini", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error",
-                       f"-jobname={building}", "&pdflatex", "mylatexformat.ltx", f"{JOB}.tex"], log)
+    done = runner.run(["pdftex", "-ini", *BATCH_OPTIONS, f"-jobname={building}", "&pdflatex", "mylatexformat.ltx", f"{JOB}.tex"], log)
     built = tex_dir / f"{building}.fmt"
     if done.returncode != 0 or not built.exists():
         error = first_error(read_log(log))

@@ -30,6 +30,8 @@ DEFAULT_FEEDS = ("report.aux", "report.toc", "report.out", "report.bbl")
 # check that it wrote the file itself; what it says never reaches the PDF.
 NOT_FEEDS = {f"{JOB}.run.xml"}
 BIBER_STAMP = ".biber-inputs"  # digests of the .bcf and .bib the last successful biber run read
+# Every TeX run: never wait for input, stop at the first error, and name its file and line (what first_error reads).
+BATCH_OPTIONS = ("-interaction=nonstopmode", "-halt-on-error", "-file-line-error")
 
 
 class Runner:
@@ -62,8 +64,7 @@ class Runner:
         return done
 
     def pdflatex(self, source: str, fmt: str, log: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        return self.run(["pdflatex", "-no-shell-escape", f"-fmt={fmt}", "-recorder", "-interaction=nonstopmode",
-                         "-halt-on-error", "-file-line-error", source], log, env)
+        return self.run(["pdflatex", "-no-shell-escape", f"-fmt={fmt}", "-recorder", *BATCH_OPTIONS, source], log, env)
 
     def timed_out(self, log: Path) -> BuildError:
         return BuildError(f"LaTeX did not finish within {self.limit_s:.0f} s (a macro that never ends?)", path=log,
