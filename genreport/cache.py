@@ -45,6 +45,18 @@ def copy_atomic(source: Path, target: Path) -> None:
     write_atomic(target, source.read_bytes())
 
 
+# The two below leave a file that already holds the right bytes alone, so that its modification time
+# says when its content last changed.
+def write_if_changed(path: Path, data: bytes) -> None:
+    if not path.exists() or path.read_bytes() != data:
+        write_atomic(path, data)
+
+
+def copy_if_changed(source: Path, target: Path) -> None:
+    if not target.exists() or file_digest(target) != file_digest(source):
+        copy_atomic(source, target)
+
+
 class Store:
     """Entries are directories named by key; each holds its files plus a manifest of their digests."""
 

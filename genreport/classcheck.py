@@ -9,7 +9,6 @@ gets its own row with the reason; it never stops the batch.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import itertools
 import json
@@ -22,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genreport import cache, check, provenance
+from genreport import cache, check, provenance, verify
 
 OUTPUT_DIR = "checklist-results"
 SHINGLE_WORDS = 5
@@ -52,17 +51,7 @@ class Submission:
 def _image_digests(reader: Any) -> set[str]:
     """Digests of the images and embedded vector figures in the PDF itself, so identical figures are
     found even in a PDF whose manifest was stripped or that another tool made."""
-    digests = set()
-    for page in reader.pages:
-        xobjects = (page.get("/Resources") or {}).get("/XObject") or {}
-        for xobject in xobjects.values():
-            xobject = xobject.get_object()
-            if xobject.get("/Subtype") not in ("/Image", "/Form"):
-                continue
-            data = xobject.get_data()
-            if len(data) >= MIN_FIGURE_BYTES:
-                digests.add(hashlib.sha256(data).hexdigest())
-    return digests
+    return {figure.digest for figure in verify.pdf_figures(reader) if figure.size >= MIN_FIGURE_BYTES}
 
 
 def shingles(text: str) -> set[int]:

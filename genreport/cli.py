@@ -6,6 +6,7 @@ import argparse
 import fcntl
 import io
 import json
+import re
 import signal
 import sys
 import time
@@ -164,6 +165,15 @@ def unchanged_summary(summary: list[tuple[str, str, float]], pages: int | None, 
         print("\n".join(results_verdict))
     passed = verdict.read_text().split()[1]
     return text.getvalue() + f"checklist: {passed} passed (same PDF as at the last check)\n"
+
+
+# A stage's line in print_summary's table, as `make watch` and `make bench` read it back from a build's output.
+STAGE_LINE = re.compile(r"^(experiment \w+|figures \(\d+\)|latex)\s+(reused|ran|redrew \d+)\s+([\d.]+)$", re.MULTILINE)
+
+
+def read_summary(stdout: str) -> list[tuple[str, str, float]]:
+    """The stage lines of a build's printed summary: (stage, status, seconds)."""
+    return [(name, status, float(seconds)) for name, status, seconds in STAGE_LINE.findall(stdout)]
 
 
 def print_summary(summary: list[tuple[str, str, float]], pages: int | None, warnings: list[str]) -> None:

@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from genreport import cache, paths
+from genreport import cache, paths, texformat
 from genreport.errors import BuildError
-from genreport.texrun import Runner, first_error
+from genreport.texrun import NO_ERROR_MESSAGE, Runner, first_error, read_log
 
 SOURCE_DIR = "tikz"  # build/tex/tikz/<name>.tex: the diagram's TikZ code, copied from templates/diagrams
 TARGET_DIR = "diagrams"  # build/tex/diagrams/<name>.tex + .pdf: what the report's \input finds
@@ -55,12 +55,12 @@ def _typeset(runner: Runner, name: str) -> Path:
     # One pass, nothing to read back; an .aux left by another preamble (packages since removed) would stop it.
     (tex_dir / f"{job}.aux").unlink(missing_ok=True)
     log = tex_dir / f"{job}.log"
-    done = runner.run(["pdflatex", "-no-shell-escape", "-fmt=preamble", "-interaction=nonstopmode", "-halt-on-error",
-                       "-file-line-error", f"{job}.tex"], log, env=FIXED_EPOCH)
+    done = runner.pdflatex(f"{job}.tex", texformat.NAME, log, env=FIXED_EPOCH)
     if done.returncode != 0 or not (tex_dir / f"{job}.pdf").exists():
-        message, file, line = first_error(log)
-        raise BuildError(f"LaTeX failed in the diagram {name}: {message}", path=paths.TEMPLATES_DIR / "diagrams" / f"{name}.tex",
-                         line=line if file == f"{SOURCE_DIR}/{name}.tex" else None,
+        error = first_error(read_log(log))
+        raise BuildError(f"LaTeX failed in the diagram {name}: {error.message if error else NO_ERROR_MESSAGE}",
+                         path=paths.TEMPLATES_DIR / "diagrams" / f"{name}.tex",
+                         line=error.line if error and error.file == f"{SOURCE_DIR}/{name}.tex" else None,
                          hint=f"full log: {log.relative_to(paths.ROOT) if log.is_relative_to(paths.ROOT) else log}")
     return tex_dir / f"{job}.pdf"
 
@@ -102,10 +102,6 @@ def ensure(runner: Runner, format_key: str) -> list[DiagramOutcome]:
             built = _typeset(runner, name)
             entry = store.put(key, lambda directory, built=built, name=name: cache.copy_atomic(built, directory / f"{name}.pdf"))
             cache.write_atomic(store.root / "last.json", f"{source_digest} {format_key}\n".encode())
-        pdf, include = target_dir / f"{name}.pdf", target_dir / f"{name}.tex"
-        if not pdf.exists() or cache.file_digest(pdf) != cache.file_digest(entry / f"{name}.pdf"):
-            cache.copy_atomic(entry / f"{name}.pdf", pdf)
-        line = INCLUDE.format(target_dir=TARGET_DIR, name=name)
-        if not include.exists() or include.read_text() != line:
-            cache.write_atomic(include, line.encode())
+        cache.copy_if_changed(entry / f"{name}.pdf", target_dir / f"{name}.pdf")
+        cache.write_if_changed(target_dir / f"{name}.tex", INCLUDE.format(target_dir=TARGET_DIR, name=name).encode())
     return outcomes

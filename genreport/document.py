@@ -48,9 +48,8 @@ def _explain(reran: bool, digests: dict[str, str], config: ReportConfig, force: 
         explain.detail("  preamble format", tex.preamble.rebuilt, tex.preamble.why)
         for diagram in tex.diagrams:
             explain.detail(f"  diagram {diagram.name}", not diagram.reused, diagram.why)
-        for line in tex.passes.why:
-            step, why = line.split(": ", 1)
-            explain.detail(f"  {step}", not step.startswith("settled"), why)
+        for step in tex.passes.steps:
+            explain.detail(f"  {step.name}", step.ran, step.why)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from genreport import cache
 from genreport.errors import BuildError
-from genreport.texrun import JOB, Runner, first_error
+from genreport.texrun import BATCH_OPTIONS, JOB, NO_ERROR_MESSAGE, Runner, first_error, read_log
 
 NAME = "preamble"  # build/tex/preamble.fmt, found by pdflatex in its working directory
 STAMP = f"{NAME}.fmt.json"
@@ -108,11 +108,11 @@ def ensure(runner: Runner) -> FormatOutcome:
     stamp.unlink(missing_ok=True)
     building = f"{NAME}-ini"
     log = tex_dir / f"{building}.log"
-    done = runner.run(["pdftex", "-ini", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error",
-                       f"-jobname={building}", "&pdflatex", "mylatexformat.ltx", f"{JOB}.tex"], log)
+    done = runner.run(["pdftex", "-ini", *BATCH_OPTIONS, f"-jobname={building}", "&pdflatex", "mylatexformat.ltx", f"{JOB}.tex"], log)
     built = tex_dir / f"{building}.fmt"
     if done.returncode != 0 or not built.exists():
-        raise BuildError(f"LaTeX failed in the preamble, while precompiling it: {first_error(log)[0]}", path=log,
+        error = first_error(read_log(log))
+        raise BuildError(f"LaTeX failed in the preamble, while precompiling it: {error.message if error else NO_ERROR_MESSAGE}", path=log,
                          hint="the preamble comes from templates/report.tex.j2; the log names the failing line")
     os.replace(built, tex_dir / f"{NAME}.fmt")
     record = {"preamble": preamble_digest, "installation": installation, "installation files": installation_files,

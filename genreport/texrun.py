@@ -30,6 +30,8 @@ NOT_FEEDS: set[str] = set()  # files a pass reads and writes whose content never
 BIBTEX_STAMP = ".bibtex-inputs"  # digest of the .aux lines and .bib files the last successful BibTeX run read
 # The lines of the .aux that BibTeX reads: the cited keys in order, the style, the .bib files.
 BIBTEX_LINE = re.compile(r"^\\(?:citation|bibstyle|bibdata)\{.*$", re.MULTILINE)
+# Every TeX run: never wait for input, stop at the first error, and name its file and line (what first_error reads).
+BATCH_OPTIONS = ("-interaction=nonstopmode", "-halt-on-error", "-file-line-error")
 
 
 class Runner:
@@ -62,22 +64,57 @@ class Runner:
         return done
 
     def pdflatex(self, source: str, fmt: str, log: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        return self.run(["pdflatex", "-no-shell-escape", f"-fmt={fmt}", "-recorder", "-interaction=nonstopmode",
-                         "-halt-on-error", "-file-line-error", source], log, env)
+        return self.run(["pdflatex", "-no-shell-escape", f"-fmt={fmt}", "-recorder", *BATCH_OPTIONS, source], log, env)
 
     def timed_out(self, log: Path) -> BuildError:
         return BuildError(f"LaTeX did not finish within {self.limit_s:.0f} s (a macro that never ends?)", path=log,
                           hint="look for a recursive definition in your content")
 
 
-def first_error(log: Path) -> tuple[str, str | None, int | None]:
-    """The first error TeX wrote to a log: (message, file, line), from `file:line: message` or `! message`."""
-    text = log.read_text(errors="replace") if log.exists() else ""
-    located = re.search(r"^(?:\./)?(\S+):(\d+): (.*)$", text, re.MULTILINE)
+NO_ERROR_MESSAGE = "no error message in the log"
+# With -file-line-error TeX writes `file:line: message`; a few errors still come as `! message`.
+LOCATED_ERROR = re.compile(r"^(?:\./)?(\S+):(\d+): (.*)$", re.MULTILINE)
+BARE_ERROR = re.compile(r"^! (.*)$", re.MULTILINE)
+# Where TeX stopped: "l.<line> <the text read up to the error>", a few lines below the error.
+STOPPED_AT = re.compile(r"^l\.\d+ (.*)$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class LogError:
+    """The first error TeX wrote to a log."""
+
+    message: str
+    file: str | None  # as TeX names it; None for a bare `! message`
+    line: int | None
+    context: str  # the text TeX had read up to the error (its `l.<line>` line), or ""
+
+
+def read_log(log: Path) -> str:
+    return log.read_text(errors="replace") if log.exists() else ""
+
+
+def first_error(log_text: str, in_file: str | None = None) -> LogError | None:
+    """The first `file:line: message` error (with `in_file`, the first in that file), else the first
+    `! message`; None when the log has neither."""
+    located = next((m for m in LOCATED_ERROR.finditer(log_text) if in_file is None or m.group(1) == in_file), None)
     if located:
-        return located.group(3).strip(), located.group(1), int(located.group(2))
-    bare = re.search(r"^! (.*)$", text, re.MULTILINE)
-    return (bare.group(1).strip() if bare else "no error message in the log"), None, None
+        file, line, message, end = located.group(1), int(located.group(2)), located.group(3), located.end()
+    else:
+        bare = BARE_ERROR.search(log_text)
+        if bare is None:
+            return None
+        file, line, message, end = None, None, bare.group(1), bare.end()
+    context = STOPPED_AT.search(log_text[end:])
+    return LogError(message.strip(), file, line, context.group(1) if context else "")
+
+
+@dataclass(frozen=True)
+class Step:
+    """A run of the typesetting (or its end) and what made it necessary: a line of `--explain`."""
+
+    name: str  # "pdflatex pass 2", "biber", "started over", "settled after pass 2"
+    ran: bool  # False for the closing step, which runs nothing
+    why: str
 
 
 @dataclass
@@ -85,7 +122,7 @@ class PassesOutcome:
     passes: int = 0
     bibtex_runs: int = 0
     pages: int | None = None  # as the last pass's log says, so no PDF reader has to open the file for it
-    why: list[str] = field(default_factory=list)  # one line per run: what made it necessary
+    steps: list[Step] = field(default_factory=list)
 
 
 def _recorded_feeds(tex_dir: Path) -> set[str]:
@@ -142,13 +179,13 @@ def typeset(runner: Runner, fmt: str, on_latex_error: Callable[[], BuildError], 
             for name in feeds | {BIBTEX_STAMP}:
                 (tex_dir / name).unlink(missing_ok=True)
             kept = ", ".join(name for name, digest in before.items() if digest)
-            outcome.why.append(f"started over: the pass reading {kept} failed ({error.message}), so they were discarded")
+            outcome.steps.append(Step("started over", True, f"the pass reading {kept} failed ({error.message}), so they were discarded"))
             why = "started over without the files earlier passes wrote"
             continue
         written = re.search(r"^Output written on \S+ \((\d+) pages?", done.stdout, re.MULTILINE)
         outcome.pages = int(written.group(1)) if written else None
         outcome.passes += 1
-        outcome.why.append(f"pdflatex pass {outcome.passes}: {why}")
+        outcome.steps.append(Step(f"pdflatex pass {outcome.passes}", True, why))
         bibtex_inputs, cites = _bibtex_inputs(tex_dir)
         stamp = tex_dir / BIBTEX_STAMP
         if not cites:  # BibTeX stops with an error on a document without citations: no bibliography then
@@ -160,11 +197,12 @@ def typeset(runner: Runner, fmt: str, on_latex_error: Callable[[], BuildError], 
                                  hint=(done.stdout.strip().splitlines() or ["see the .blg file"])[-1][:200])
             cache.write_atomic(stamp, bibtex_inputs.encode())
             outcome.bibtex_runs += 1
-            outcome.why.append("BibTeX: the citations in report.aux or references.bib changed")
+            outcome.steps.append(Step("BibTeX", True, "the citations in report.aux or references.bib changed"))
         feeds |= _recorded_feeds(tex_dir)
         after = _digests(tex_dir, feeds)
         changed = [name for name in sorted(feeds) if before.get(name) != after[name]]
         if not changed:
-            outcome.why.append(f"settled after pass {outcome.passes}: it changed nothing a pass reads back ({', '.join(sorted(feeds))})")
+            outcome.steps.append(Step(f"settled after pass {outcome.passes}", False,
+                                      f"it changed nothing a pass reads back ({', '.join(sorted(feeds))})"))
             return outcome
         why = f"pass {outcome.passes} changed {', '.join(changed)}"

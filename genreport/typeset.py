@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from genreport import cache, diagrams, paths, texfigures, texformat, texrun
+from genreport import cache, diagrams, images, paths, texfigures, texformat, texrun
 from genreport.config import ReportConfig
 from genreport.errors import BuildError
 
@@ -89,15 +89,11 @@ def write_sources(body: Body, config: ReportConfig) -> None:
     document = render_template("report.tex.j2", title=title, sections=body.sections, preamble=body.preamble,
                                bibliography=body.bibliography.name, pdf_title=escape_latex(config.title_block.title),
                                pdf_author=escape_latex(config.title_block.student_name))
-    tex_file = tex_dir / "report.tex"
-    if not tex_file.exists() or tex_file.read_text() != document:  # written only when it changed
-        cache.write_atomic(tex_file, document.encode())
+    cache.write_if_changed(tex_dir / "report.tex", document.encode())
     texfigures.sync(paths.FIGURES_DIR, tex_dir / "figures")  # opaque PNGs without their alpha channel
     _sync_dir(paths.TEMPLATES_DIR / "diagrams", tex_dir / diagrams.SOURCE_DIR)  # typeset by genreport/diagrams.py
     _sync_files(body.images, tex_dir, tex_dir / body.image_dir)
-    target = tex_dir / body.bibliography.name
-    if not target.exists() or cache.file_digest(target) != cache.file_digest(body.bibliography):
-        cache.copy_atomic(body.bibliography, target)
+    cache.copy_if_changed(body.bibliography, tex_dir / body.bibliography.name)
 
 
 def _sync_dir(source: Path, target: Path) -> None:
@@ -111,10 +107,7 @@ def _sync_files(files: dict[str, Path], root: Path, target: Path) -> None:
     for stale in [p for p in target.rglob("*") if p.is_file() and p.resolve() not in wanted]:
         stale.unlink()
     for name, source in files.items():
-        copy = root / name
-        if not copy.exists() or cache.file_digest(copy) != cache.file_digest(source):
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            cache.copy_atomic(source, copy)
+        cache.copy_if_changed(source, root / name)
 
 
 @dataclass(frozen=True)
@@ -169,18 +162,15 @@ def human_hint(message: str, context: str) -> str | None:
 def latex_failure() -> BuildError:
     """Summarise the first LaTeX error, point at the student's source and say what to do."""
     log_path = paths.TEX_DIR / "report.log"
-    log = log_path.read_text(errors="replace") if log_path.exists() else ""
-    match = re.search(r"^(?:\./)?report\.tex:(\d+): (.*)$", log, re.MULTILINE) or re.search(r"^! (.*)$", log, re.MULTILINE)
-    if not match:
+    log = texrun.read_log(log_path)
+    error = texrun.first_error(log, in_file="report.tex")
+    if error is None:
         return BuildError("LaTeX failed without an error message", path=log_path)
-    tex_line = int(match.group(1)) if match.lastindex == 2 else None
-    message = match.group(match.lastindex)
+    tex_line, message = error.line, error.message
     runaway = re.search(r"^Runaway argument\?\n(.{6,40})", log, re.MULTILINE)
     if tex_line is None and runaway:  # TeX read on to the end of the file: find where the argument began
         tex_line = _line_with(runaway.group(1).split(" \\par")[0])
-    # TeX shows where it stopped as "l.<line> <text up to the error>" a few lines further down.
-    context = re.search(r"^l\.\d+ (.*)$", log[match.end():], re.MULTILINE)
-    advice = human_hint(message, context.group(1) if context else "")
+    advice = human_hint(message, error.context)
     where = locate_in_content(tex_line) if tex_line else None
     generated = f"generated source: build/tex/report.tex:{tex_line}; full log: {log_path.relative_to(paths.ROOT)}" if tex_line else None
     hint = "; ".join(part for part in (advice, generated) if part) or None
@@ -231,7 +221,7 @@ class LayoutWarning:
     text: str
 
     def __str__(self) -> str:
-        where = f"{_shown(self.path)}:{self.line or '?'}" if self.path else "build/tex/report.tex"
+        where = f"{images.shown(self.path)}:{self.line or '?'}" if self.path else "build/tex/report.tex"
         return f"{where}: a line sticks out of the margin by {self.points:.1f} pt near: {self.text}"
 
 
@@ -269,10 +259,3 @@ def check_log(log_path: Path) -> list[LayoutWarning]:
         where = locate_in_content(first, last)
         warnings.append(LayoutWarning(where[0] if where else None, where[1] if where else None, points, _box_text(match.group(7))))
     return warnings
-
-
-def _shown(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(paths.ROOT))
-    except ValueError:
-        return str(path)

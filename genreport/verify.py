@@ -14,16 +14,21 @@ With --sandbox the rebuild runs under bubblewrap: no network, and nothing writab
 from __future__ import annotations
 
 import difflib
+import hashlib
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genreport import paths, provenance
 from genreport.errors import BuildError
+
+if TYPE_CHECKING:
+    from pypdf import PdfReader
 
 REBUILD_DIR = paths.BUILD_DIR / "verify"
 COPIED = ("build.py", "report.toml", "requirements.txt", "requirements-data.txt", "genreport", "templates", "report")
@@ -101,20 +106,36 @@ def compare_text(submitted: PdfText, rebuilt: PdfText, rtol: float) -> tuple[lis
     return beyond, tolerated
 
 
+@dataclass(frozen=True)
+class PdfFigure:
+    """An image or embedded vector figure (an Image or Form XObject) as a page of the PDF names it."""
+
+    page: int  # 1-based
+    name: str  # its name in the page's resources; pdfTeX numbers a page's inclusions /Im1, /Im2, ...
+    digest: str  # SHA-256 of its stream
+    size: int  # bytes in its stream
+
+
+def pdf_figures(reader: PdfReader) -> Iterator[PdfFigure]:
+    """Every image and embedded figure of every page, with the digest of its stream."""
+    for number, page in enumerate(reader.pages, start=1):
+        for name, xobject in ((page.get("/Resources") or {}).get("/XObject") or {}).items():
+            xobject = xobject.get_object()
+            if xobject.get("/Subtype") in ("/Image", "/Form"):
+                data = xobject.get_data()
+                yield PdfFigure(number, name, hashlib.sha256(data).hexdigest(), len(data))
+
+
 def figure_streams(pdf: Path) -> list[tuple[str, int]]:
     """(digest, page) of each image or embedded figure, in page order and, on a page, in the order LaTeX
     included them (/Im1, /Im2, ...)."""
-    import hashlib
-
     from pypdf import PdfReader
 
     found: dict[tuple[int, int], str] = {}
-    for number, page in enumerate(PdfReader(pdf).pages, start=1):
-        for name, xobject in ((page.get("/Resources") or {}).get("/XObject") or {}).items():
-            index = re.fullmatch(r"/Im(\d+)", name)
-            xobject = xobject.get_object()
-            if index and xobject.get("/Subtype") in ("/Image", "/Form"):
-                found[(number, int(index.group(1)))] = hashlib.sha256(xobject.get_data()).hexdigest()
+    for figure in pdf_figures(PdfReader(pdf)):
+        index = re.fullmatch(r"/Im(\d+)", figure.name)
+        if index:
+            found[(figure.page, int(index.group(1)))] = figure.digest
     return [(found[key], key[0]) for key in sorted(found)]
 
 

@@ -25,14 +25,13 @@ import threading
 import time
 from pathlib import Path
 
-from genreport import paths
+from genreport import cli, paths
 
 TREES = ("report", "templates", "genreport")
 TOP_LEVEL = {"report.toml", *TREES}
 STEP_MS = 100  # an editor's save (write a temporary file, rename it, fix the mode) takes a few ms: one batch
 # Editors' temporary files: vim's write test (4913), swap and backup files, Emacs lock files.
 EDITOR_TEMPORARY = re.compile(r"^\d+$|\.sw[a-p]x?$|~$|^\.#|^#.*#$|\.tmp$|^\.goutputstream-")
-STAGE_LINE = re.compile(r"^(experiment \w+|figures \(\d+\)|latex)\s+(reused|ran|redrew \d+)\s+[\d.]+$", re.MULTILINE)
 
 
 def relevant(path: str) -> bool:
@@ -111,7 +110,7 @@ def status_line(done: subprocess.CompletedProcess, seconds: float, saved: set[st
         error = [line for line in done.stderr.strip().splitlines() if line.strip()]
         reason = "\n  ".join(error[:6]) or f"exit status {done.returncode}"
         return f"[{stamp}] build FAILED in {seconds:.1f} s{cause}; report.pdf is the last good one\n  {reason}"
-    reran = [f"{name} {status}" for name, status in STAGE_LINE.findall(done.stdout) if status != "reused"]
+    reran = [f"{name} {status}" for name, status, _ in cli.read_summary(done.stdout) if status != "reused"]
     pages = re.search(r"^output: \S+ \((\d+) pages\)", done.stdout, re.MULTILINE)
     checklist = re.search(r"^checklist: (\S+ passed)", done.stdout, re.MULTILINE)
     return (f"[{stamp}] rebuilt in {seconds:.1f} s{cause}: {', '.join(reran) or 'nothing reran'}; "

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from genreport import content, images, paths, typeset
+from genreport import content, images, paths, texrun, typeset
 from genreport.errors import BuildError
 
 # --- the student's images ------------------------------------------------------------------------
@@ -195,6 +195,16 @@ def test_common_tex_errors_get_advice_in_words(message: str, context: str, advic
 
 def test_an_unknown_tex_error_gets_no_invented_advice() -> None:
     assert typeset.human_hint("Something entirely new.", "") is None
+
+
+def test_the_first_error_of_a_log_is_read_with_its_file_line_and_context() -> None:
+    log = ("./tikz/gan.tex:3: Missing $ inserted.\nl.3 x^2\n"
+           "./report.tex:9: Undefined control sequence.\nl.9 The loss is \\oops\n")
+    assert texrun.first_error(log) == texrun.LogError("Missing $ inserted.", "tikz/gan.tex", 3, "x^2")
+    assert texrun.first_error(log, in_file="report.tex") == texrun.LogError(
+        "Undefined control sequence.", "report.tex", 9, "The loss is \\oops")
+    assert texrun.first_error("! Emergency stop.\n", in_file="report.tex") == texrun.LogError("Emergency stop.", None, None, "")
+    assert texrun.first_error("This is pdfTeX\nOutput written on report.pdf (1 page).\n") is None
 
 
 def test_latex_failure_names_the_content_line_and_says_what_to_do(tex_project: Path) -> None:

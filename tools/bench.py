@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import resource
 import shutil
 import signal
@@ -27,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from genreport import paths
+from genreport.cli import read_summary
 from tests.conftest import copy_project
 
 
@@ -90,13 +90,10 @@ def matmul_peak_flops(threads: int) -> float:
     return 2 * 1024**3 * runs / (time.perf_counter() - start)
 
 
-STAGE_LINE = re.compile(r"^(experiment \w+|figures \(\d+\)|latex)\s+(reused|ran|redrew \d+)\s+([\d.]+)$", re.MULTILINE)
-
-
 def build(project: Path) -> tuple[Cost, dict[str, tuple[str, float]]]:
     """Run build.py; return its cost and the summary table: stage -> (status, seconds)."""
     cost, stdout = run_measured([sys.executable, "build.py"], project)
-    return cost, {name: (status, float(sec)) for name, status, sec in STAGE_LINE.findall(stdout)}
+    return cost, {name: (status, seconds) for name, status, seconds in read_summary(stdout)}
 
 
 def wait_for_new_pdf(pdf: Path, before: int, timeout: float = 300) -> None:

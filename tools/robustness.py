@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from genreport.experiments import PINNED_NUMERICS  # after the path is set; imports no torch
+from genreport.experiments import PINNED_NUMERICS, TORCH_THREADS  # after the path is set; imports no torch
 
 # Stand-ins for other machines: ATen's dispatch levels and MKL's code paths. Each is applied alone, the
 # other libraries left to choose for themselves, as they would on a machine with no pinning.
@@ -88,7 +88,7 @@ def run_cell(name: str, seeds: list[int], fast: bool, out: Path) -> None:
 
     from genreport.config import apply_overrides, load
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(TORCH_THREADS)
     module = importlib.import_module(f"genreport.experiments.{name}")
     base = module.Config.fast() if fast else module.Config()
     profile = "fast" if fast else "default"
