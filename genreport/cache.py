@@ -15,7 +15,12 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from genreport import paths
+
 MANIFEST = "manifest.json"
+# Jinja's compiled templates (content files and the LaTeX template), keyed by name and text; Jinja
+# checks the text itself, so an edited template is compiled again.
+JINJA_DIR = paths.CACHE_DIR / "jinja"
 
 
 def file_digest(path: Path) -> str:

@@ -121,12 +121,12 @@ def run(args: argparse.Namespace) -> int:
             drawn = figures.draw_all(force=force in ("all", "figures"))
             redrawn = [name for name, reused, _ in drawn if not reused]
             summary.append((f"figures ({len(drawn)})", f"redrew {len(redrawn)}" if redrawn else "reused", sum(s for *_, s in drawn)))
-        pages, warnings = None, []
+        pages, warnings, text = None, [], None
         if last >= 2:
             from genreport import document
 
             outcome = document.build(cfg, force=force in ("all", "latex"), strict=args.strict, profile=profile)
-            pages, warnings = outcome.pages, outcome.warnings
+            pages, warnings, text = outcome.pages, outcome.warnings, outcome.text
             summary.append(("latex", "reused" if outcome.reused else "ran", outcome.seconds))
         explain.save()
     print_summary(summary, pages, warnings)
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     if last >= 3:
         from genreport import check
 
-        status = check.main(paths.REPORT_PDF, quiet=True, strict=args.strict)
+        status = check.main(paths.REPORT_PDF, quiet=True, strict=args.strict, text=text)
         if status == 0:
             with build_lock():
                 noop.record(inputs_at_start, unchanged_summary(summary, pages, warnings, results_verdict, check.VERDICT))

@@ -8,7 +8,8 @@ before LaTeX ever sees them. Nothing here knows about the template or latexmk (g
 
 from __future__ import annotations
 
-import importlib.metadata
+import functools
+import importlib.util
 import json
 import os
 import re
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genreport import cache, images, paths
+from genreport import cache, images, paths, versions
 from genreport.config import ReportConfig
 from genreport.errors import BuildError
 
@@ -114,20 +115,17 @@ def _diagram(name: str, caption: str) -> str:
             f"\\caption{{{escape_latex(caption)}}}\\label{{fig:diagram-{name}}}\n\\end{{figure}}\n```\n")
 
 
-JINJA_CACHE_DIR = paths.CACHE_DIR / "jinja"
-
-
 def markdown_environment(sources: dict[str, str]):
     """Jinja for the content files in `sources` (name -> text). Compiled templates are kept in
     build/cache/jinja, keyed by name and text, so an edit recompiles only the file that changed."""
     import jinja2
 
-    JINJA_CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    cache.JINJA_DIR.mkdir(parents=True, exist_ok=True)
     # Pandoc's attribute syntax {#fig:x} would open a Jinja comment, so comments use {%# ... #%} instead.
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True,
                              comment_start_string="{%#", comment_end_string="#%}",
                              loader=jinja2.FunctionLoader(sources.get),
-                             bytecode_cache=jinja2.FileSystemBytecodeCache(str(JINJA_CACHE_DIR)))
+                             bytecode_cache=jinja2.FileSystemBytecodeCache(str(cache.JINJA_DIR)))
     env.filters.update(num=_number, pct=_percent, sci=_scientific)
     env.globals["diagram"] = _diagram
     return env
@@ -193,11 +191,23 @@ class Converted:
 PANDOC_READER = "markdown-raw_tex-raw_html+autolink_bare_uris"  # a typed URL becomes a link that can break
 
 
-def _pandoc(arguments: list[str], source: str, path: Path, env: dict[str, str] | None = None) -> str:
+@functools.cache
+def pandoc_binary() -> str:
+    """pypandoc-binary's pandoc, found without importing pypandoc (15 ms of each rebuild): the wheel puts
+    it in pypandoc/files/, which is where pypandoc itself looks first."""
+    spec = importlib.util.find_spec("pypandoc")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        bundled = Path(location) / "files" / "pandoc"
+        if bundled.is_file() and os.access(bundled, os.X_OK):
+            return str(bundled)
     import pypandoc
 
+    return pypandoc.get_pandoc_path()
+
+
+def _pandoc(arguments: list[str], source: str, path: Path, env: dict[str, str] | None = None) -> str:
     try:
-        done = subprocess.run([pypandoc.get_pandoc_path(), *arguments], input=source, check=False, capture_output=True,
+        done = subprocess.run([pandoc_binary(), *arguments], input=source, check=False, capture_output=True,
                               text=True, timeout=PANDOC_TIMEOUT_S, env=env)
     except subprocess.TimeoutExpired:
         raise BuildError(f"pandoc did not finish within {PANDOC_TIMEOUT_S} s", path=path) from None
@@ -207,7 +217,7 @@ def _pandoc(arguments: list[str], source: str, path: Path, env: dict[str, str] |
 
 
 def _cache_file(parts: list[str]) -> Path:
-    return paths.PANDOC_CACHE_DIR / f"{cache.digest([importlib.metadata.version('pypandoc-binary'), *parts])}.json"
+    return paths.PANDOC_CACHE_DIR / f"{cache.digest([str(versions.version('pypandoc-binary')), *parts])}.json"
 
 
 def pandoc_to_latex(path: Path, markdown: str) -> Converted:

@@ -11,10 +11,11 @@ import json
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from genreport import cache, content, diagrams, explain, images, paths, provenance, texfigures, texformat, texrun, typeset
+from genreport import cache, check, content, diagrams, explain, images, paths, provenance, texfigures, texformat, texrun, typeset
 from genreport.config import ReportConfig
 from genreport.errors import BuildError
 
@@ -59,6 +60,7 @@ class LatexOutcome:
     pages: int | None
     warnings: list[str]  # lines that stick out of the margin, with the content file and line
     tex: typeset.TexOutcome | None = None  # what the TeX runs did and why (None when reused)
+    text: str | None = None  # the pages' text, read while the manifest was embedded (None when reused)
 
 
 def recorded_warnings() -> list[str]:
@@ -73,6 +75,7 @@ def _refuse(warnings: list[str]) -> BuildError:
 
 
 def _load_pdf_readers() -> None:
+    import pikepdf  # noqa: F401
     import pypdf  # noqa: F401
     import pypdfium2  # noqa: F401
 
@@ -109,10 +112,14 @@ def build(config: ReportConfig, force: bool, strict: bool = False, profile: str 
     pages = tex.passes.pages
     manifest = {**body.manifest, "pages": pages, "layout_warnings": warnings}
     cache.write_atomic(paths.TEX_DIR / "manifest.json", json.dumps(manifest, indent=1).encode())
-    # Replace the deliverable only now that the build has succeeded, and atomically.
+    # Replace the deliverable only now that the build has succeeded, and atomically. Meanwhile PDFium
+    # reads the pages' text for the checklist (the manifest is appended after them, the pages stay as
+    # pdfTeX wrote them); it releases the GIL, so the two overlap on the second core.
     tmp = paths.REPORT_PDF.with_name(".report.pdf.tmp")
-    provenance.embed(built, tmp, provenance.collect(config, manifest, git_state, profile))  # the PDF carries its manifest
-    os.replace(tmp, paths.REPORT_PDF)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        text = pool.submit(check.pdf_text, built)
+        provenance.embed(built, tmp, provenance.collect(config, manifest, git_state, profile))  # the PDF carries its manifest
+        os.replace(tmp, paths.REPORT_PDF)
     cache.write_atomic(stamp, f"{key} {cache.file_digest(paths.REPORT_PDF)}\n".encode())
     _explain(True, digests, config, force, tex)
-    return LatexOutcome(False, time.perf_counter() - start, pages, warnings, tex)
+    return LatexOutcome(False, time.perf_counter() - start, pages, warnings, tex, text.result())

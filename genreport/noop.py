@@ -16,6 +16,7 @@ makes the next build a full one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -59,6 +60,7 @@ def _stats(roots: list[Path], lines: list[str]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
+@functools.cache  # taken once, when the build starts: the no-op check and the record after the build share it
 def inputs(options: str, config_file: Path) -> str:
     """What the stages read: taken when a build starts, so that a save during the build is not taken as built."""
     lines = [options, sys.executable, f"nvidia driver: {os.path.exists('/proc/driver/nvidia')}"]

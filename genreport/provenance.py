@@ -14,16 +14,18 @@ is what proves a PDF was made by its sources, by making it again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import importlib.metadata
 import io
 import json
+import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from genreport import cache, lock, paths
+from genreport import cache, lock, paths, versions
 
 MANIFEST_NAME = "genreport-manifest.json"
 SCHEMA = "genreport-manifest/1"
@@ -61,33 +63,48 @@ def _run(command: list[str]) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
+@functools.cache  # one build, one state: the no-op check, the LaTeX stage's key and the manifest agree
 def git_state() -> dict[str, Any]:
-    """The commit and whether the working tree differed from it; None outside a git checkout."""
-    commit = _run(["git", "rev-parse", "HEAD"])
-    if commit is None:
-        return {"commit": None, "dirty": None, "changed": []}
+    """The commit, its time (Unix seconds) and whether the working tree differed from it; None outside a git checkout."""
+    last = _run(["git", "log", "-1", "--format=%H %ct"])
+    if not last or len(last.split()) != 2:
+        return {"commit": None, "committed_at": None, "dirty": None, "changed": []}
+    commit, committed_at = last.split()
     # --no-optional-locks: status must not write the index (a sandboxed verify has it read-only).
     status = _run(["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=normal"]) or ""
     changed = sorted(line[3:] for line in status.splitlines() if line.strip())
-    return {"commit": commit.strip(), "dirty": bool(changed), "changed": changed[:MAX_LISTED_CHANGES]}
+    return {"commit": commit, "committed_at": int(committed_at), "dirty": bool(changed), "changed": changed[:MAX_LISTED_CHANGES]}
+
+
+TOOL_VERSIONS_CACHE = paths.CACHE_DIR / "tool-versions.json"
 
 
 def tool_versions() -> dict[str, str | None]:
-    def package(name: str) -> str | None:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return None
+    package = versions.version
 
-    pdftex = _run(["pdflatex", "--version"])
+    # Asking pdflatex and pandoc for their versions costs two processes (30 ms of each rebuild); the
+    # answers are kept while the pdflatex binary (size, time, inode) and the pandoc package are the same.
+    pdflatex = shutil.which("pdflatex")
+    info = os.stat(pdflatex) if pdflatex else None
+    key = [pdflatex, [info.st_size, info.st_mtime_ns, info.st_ino] if info else None, package("pypandoc-binary")]
     try:
-        import pypandoc
+        recorded = json.loads(TOOL_VERSIONS_CACHE.read_text())
+    except (OSError, ValueError):
+        recorded = {}
+    if isinstance(recorded, dict) and recorded.get("key") == key and isinstance(recorded.get("versions"), dict):
+        binaries = recorded["versions"]
+    else:
+        pdftex = _run(["pdflatex", "--version"])
+        try:
+            import pypandoc
 
-        pandoc = pypandoc.get_pandoc_version()
-    except (ImportError, OSError, RuntimeError):
-        pandoc = None
+            pandoc = pypandoc.get_pandoc_version()
+        except (ImportError, OSError, RuntimeError):
+            pandoc = None
+        binaries = {"texlive": pdftex.splitlines()[0].strip() if pdftex else None, "pandoc": pandoc}
+        cache.write_atomic(TOOL_VERSIONS_CACHE, json.dumps({"key": key, "versions": binaries}).encode())
     return {"torch": package("torch"), "numpy": package("numpy"), "matplotlib": package("matplotlib"),
-            "texlive": pdftex.splitlines()[0].strip() if pdftex else None, "pandoc": pandoc, "pypdf": package("pypdf")}
+            "texlive": binaries.get("texlive"), "pandoc": binaries.get("pandoc"), "pypdf": package("pypdf")}
 
 
 def results_profile(config: Any) -> str | None:

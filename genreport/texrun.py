@@ -112,7 +112,7 @@ def first_error(log_text: str, in_file: str | None = None) -> LogError | None:
 class Step:
     """A run of the typesetting (or its end) and what made it necessary: a line of `--explain`."""
 
-    name: str  # "pdflatex pass 2", "biber", "started over", "settled after pass 2"
+    name: str  # "pdflatex pass 2", "BibTeX", "started over", "settled after pass 2"
     ran: bool  # False for the closing step, which runs nothing
     why: str
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from genreport import cache, diagrams, images, paths, texfigures, texformat, texrun
+from genreport import cache, diagrams, images, paths, provenance, texfigures, texformat, texrun
 from genreport.config import ReportConfig
 from genreport.errors import BuildError
 
@@ -39,8 +38,10 @@ def latex_environment():
     import jinja2
 
     # Delimiters that never appear in LaTeX, so braces and percent signs stay LaTeX's.
+    cache.JINJA_DIR.mkdir(parents=True, exist_ok=True)
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(paths.TEMPLATES_DIR), undefined=jinja2.StrictUndefined, autoescape=False,
+        bytecode_cache=jinja2.FileSystemBytecodeCache(str(cache.JINJA_DIR)),  # compiled once per template text
         block_start_string="<%", block_end_string="%>", variable_start_string="<<", variable_end_string=">>",
         comment_start_string="<#", comment_end_string="#>", keep_trailing_newline=True)
 
@@ -68,13 +69,9 @@ def source_date_epoch() -> str:
     Outside a git checkout (a tarball, a copy) it is the newest modification time of the content and
     the configuration: still the same for two builds of unchanged sources.
     """
-    try:
-        done = subprocess.run(["git", "log", "-1", "--format=%ct"], check=False, cwd=paths.ROOT, capture_output=True, text=True, timeout=10)
-        stamp = done.stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        stamp = ""
-    if stamp.isdigit():
-        return stamp
+    committed_at = provenance.git_state()["committed_at"]
+    if committed_at is not None:
+        return str(committed_at)
     sources = [paths.CONFIG_FILE, *paths.CONTENT_DIR.glob("*")]
     return str(int(max(path.stat().st_mtime for path in sources if path.is_file())))
 

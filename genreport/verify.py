@@ -55,13 +55,9 @@ class PdfText:
 
 
 def read_text(pdf: Path) -> PdfText:
-    import pypdfium2
+    from genreport.check import pdf_pages
 
-    document = pypdfium2.PdfDocument(pdf)
-    try:
-        pages = [document[i].get_textpage().get_text_range().replace("\r\n", "\n") for i in range(len(document))]
-    finally:
-        document.close()
+    pages = pdf_pages(pdf)
     tokens = [Token(m.group(0), number, m.start(), m.end()) for number, text in enumerate(pages, start=1) for m in TOKEN.finditer(text)]
     return PdfText(pages, tokens)
 

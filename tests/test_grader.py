@@ -281,3 +281,20 @@ def test_verify_names_a_figure_replaced_after_the_build(fast_project: Path, tmp_
     beyond, redrawn = verify.compare_figures(swapped, original, manifest, manifest)
     assert len(beyond) == 1 and not redrawn
     assert beyond[0].startswith("Figure 2 (figures/gan_ring.pdf), page") and "results it is drawn from are the same" in beyond[0]
+
+
+def test_bitmap_fonts_in_a_figure_fail_the_font_check(tmp_path: Path) -> None:
+    # matplotlib's default for PDFs is Type 3 (bitmap-like) fonts; a figure saved that way carries them into the report.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure = plt.figure()
+    figure.text(0.5, 0.5, "loss")
+    for fonttype, expected in ((3, ["Type 3 font"]), (42, [])):
+        with matplotlib.rc_context({"pdf.fonttype": fonttype}):
+            figure.savefig(tmp_path / f"type{fonttype}.pdf")
+        structure = check.pdf_structure(tmp_path / f"type{fonttype}.pdf")
+        assert [problem.split(" /")[0] for problem in structure.font_problems] == expected
+    plt.close(figure)

@@ -21,7 +21,6 @@ import ast
 import ctypes
 import functools
 import importlib
-import importlib.metadata
 import io
 import json
 import multiprocessing
@@ -37,7 +36,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-from genreport import cache, explain, interrupts, paths
+from genreport import cache, explain, interrupts, paths, versions
 from genreport.config import ReportConfig, apply_overrides
 from genreport.errors import BuildError
 
@@ -94,9 +93,11 @@ def _project_imports(source: str) -> tuple[str, ...]:
     return tuple(found)
 
 
-@functools.cache  # asked for every experiment; a build is one process, and pip does not run inside it
 def _version(package: str) -> str:
-    return importlib.metadata.version(package)
+    installed = versions.version(package)
+    if installed is None:
+        raise BuildError(f"the package {package} is not installed", hint="run `make setup`")
+    return installed
 
 
 def resolve_device_name(requested: str) -> str:
