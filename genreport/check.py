@@ -245,15 +245,13 @@ def provenance_items(data: bytes, manifest: dict) -> list[Item]:
 def manifest_for(pdf: Path, data: bytes) -> tuple[dict | None, str]:
     """The manifest to check `pdf` against, and where it came from: the one embedded in the PDF; for
     this checkout's own report.pdf from an older build, build/tex/manifest.json; otherwise none."""
-    from pypdf.errors import PyPdfError
-
     from genreport import provenance
 
     try:
         embedded = provenance.read(data)
     except provenance.ManifestError as error:
         return None, f"embedded manifest unreadable ({error})"
-    except (PyPdfError, OSError, ValueError, KeyError, TypeError):  # the checklist's first item says the PDF cannot be read
+    except (provenance.UnreadablePdf, KeyError, TypeError):  # the checklist's first item says the PDF cannot be read
         embedded = None
     if embedded is not None:
         return embedded, "embedded in the PDF"

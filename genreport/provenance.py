@@ -4,8 +4,8 @@ The LaTeX stage embeds `genreport-manifest.json` in report.pdf (an embedded file
 as an incremental update: the bytes pdfTeX wrote stay the PDF's first bytes, unchanged, and the manifest
 records their length and digest. So a grader can tell from the PDF alone whether it is still what the build
 wrote (`intact`), and a PDF rewritten by any tool afterwards (qpdf, a "print to PDF", an editor) shows it.
-pypdf writes incremental updates (pikepdf, through qpdf, always rewrites the whole file), and it is already
-the checklist's reader. Everything in the manifest is a function of the sources and results, never of the
+The update is written here (qpdf, through pikepdf, only reads: it always rewrites a whole file when it
+writes). Everything in the manifest is a function of the sources and results, never of the
 time or the machine's paths, so two builds of the same sources stay byte-identical.
 
 This is evidence, not a signature: whoever can run the build can write any manifest. `build.py verify`
@@ -260,77 +260,64 @@ def embed(built: Path, target: Path, manifest: dict[str, Any]) -> None:
 def _manifest_update(original: bytes, payload: bytes) -> bytes:
     """The incremental update (PDF 1.7 section 7.5.6) that attaches `payload` as MANIFEST_NAME.
 
-    Written here rather than by pypdf's incremental writer, which clones and hashes every object of the
-    document to find what changed (0.13 s of each rebuild); this update only reads the trailer, the
-    catalog, its name tree and the Info dictionary, and appends five objects and a cross-reference stream."""
-    from pypdf import PdfReader
-    from pypdf.generic import (
-        ArrayObject,
-        DecodedStreamObject,
-        DictionaryObject,
-        IndirectObject,
-        NameObject,
-        NumberObject,
-        TextStringObject,
-    )
+    pypdf's incremental writer cloned and hashed every object of the document to find what changed
+    (0.13 s of each rebuild) and qpdf always rewrites the whole file; so qpdf (pikepdf) only reads here,
+    and the update is written out: the embedded file, its file specification, a name tree for it, new
+    versions of the catalog, of its name dictionary and of the Info dictionary, and a cross-reference stream."""
+    import pikepdf
 
-    reader = PdfReader(io.BytesIO(original))
-    trailer = reader.trailer
-    size = int(trailer["/Size"])
-    def ref(number: int) -> IndirectObject:  # a reference to an object of this update
-        return IndirectObject(number, 0, None)
+    def pdf_dict(entries: dict[str, bytes]) -> bytes:
+        return b"<< " + b" ".join(pikepdf.Name(key).unparse() + b" " + value for key, value in entries.items()) + b" >>"
 
-    file_number, spec_number, tree_number = size, size + 1, size + 2
-    catalog = trailer["/Root"]
-    catalog_number = trailer.raw_get("/Root").idnum
-    changed: dict[int, Any] = {}
+    def copied(dictionary) -> dict[str, bytes]:  # indirect values stay references ("n 0 R")
+        return {str(key): value.unparse() for key, value in dictionary.items()}
 
-    embedded = DecodedStreamObject()
-    embedded.set_data(payload)
-    embedded.update({NameObject("/Type"): NameObject("/EmbeddedFile"), NameObject("/Subtype"): NameObject("/application/json"),
-                     NameObject("/Params"): DictionaryObject({NameObject("/Size"): NumberObject(len(payload))})})
-    changed[file_number] = embedded
-    changed[spec_number] = DictionaryObject({
-        NameObject("/Type"): NameObject("/Filespec"), NameObject("/F"): TextStringObject(MANIFEST_NAME),
-        NameObject("/UF"): TextStringObject(MANIFEST_NAME),
-        NameObject("/EF"): DictionaryObject({NameObject("/F"): ref(file_number), NameObject("/UF"): ref(file_number)}),
-        NameObject("/Desc"): TextStringObject("genreport build manifest: checklist, sources, results, figures, versions"),
-        NameObject("/AFRelationship"): NameObject("/Data")})
-    changed[tree_number] = DictionaryObject({NameObject("/Names"): ArrayObject([TextStringObject(MANIFEST_NAME), ref(spec_number)])})
+    def ref(number: int) -> bytes:
+        return f"{number} 0 R".encode()
 
-    # The catalog's name dictionary (hyperref puts its destinations there) gains /EmbeddedFiles; where it is
-    # an object of its own, that object is rewritten, otherwise the catalog.
-    new_catalog = DictionaryObject(catalog)
-    new_catalog[NameObject("/AF")] = ArrayObject([ref(spec_number)])
-    names_entry = catalog.raw_get("/Names")
-    if isinstance(names_entry, IndirectObject):
-        names = DictionaryObject(names_entry.get_object())
-        names[NameObject("/EmbeddedFiles")] = ref(tree_number)
-        changed[names_entry.idnum] = names
-    else:
-        names = DictionaryObject(names_entry or {})
-        names[NameObject("/EmbeddedFiles")] = ref(tree_number)
-        new_catalog[NameObject("/Names")] = names
-    changed[catalog_number] = new_catalog
-    # Readers that take the last trailer alone (qpdf, and tools built on it) need /Info named there, so
-    # the Info dictionary is rewritten too, with a pointer to the manifest.
-    info_entry = trailer.raw_get("/Info")
-    info_number = info_entry.idnum if isinstance(info_entry, IndirectObject) else size + 3
-    info = DictionaryObject(info_entry.get_object()) if info_entry is not None else DictionaryObject()
-    info[NameObject("/GenreportManifest")] = TextStringObject(MANIFEST_NAME)
-    changed[info_number] = info
+    with pikepdf.open(io.BytesIO(original)) as document:
+        trailer, catalog = document.trailer, document.Root
+        size = int(trailer.Size)
+        file_number, spec_number, tree_number = size, size + 1, size + 2
+        name = pikepdf.String(MANIFEST_NAME).unparse()
+        objects: dict[int, bytes] = {
+            file_number: pdf_dict({"/Type": b"/EmbeddedFile", "/Subtype": pikepdf.Name("/application/json").unparse(),
+                                   "/Length": str(len(payload)).encode(), "/Params": pdf_dict({"/Size": str(len(payload)).encode()})})
+            + b"\nstream\n" + payload + b"\nendstream",
+            spec_number: pdf_dict({"/Type": b"/Filespec", "/F": name, "/UF": name,
+                                   "/EF": pdf_dict({"/F": ref(file_number), "/UF": ref(file_number)}),
+                                   "/Desc": pikepdf.String("genreport build manifest: checklist, sources, results, figures, versions").unparse(),
+                                   "/AFRelationship": b"/Data"}),
+            tree_number: pdf_dict({"/Names": b"[ " + name + b" " + ref(spec_number) + b" ]"}),
+        }
+        # The catalog's name dictionary (hyperref puts its destinations there) gains /EmbeddedFiles; where it is
+        # an object of its own, that object is written anew, otherwise inside the catalog.
+        new_catalog = {**copied(catalog), "/AF": b"[ " + ref(spec_number) + b" ]"}
+        names = catalog.get("/Names")
+        names_entries = {**(copied(names) if names is not None else {}), "/EmbeddedFiles": ref(tree_number)}
+        if names is not None and names.is_indirect:
+            objects[names.objgen[0]] = pdf_dict(names_entries)
+        else:
+            new_catalog["/Names"] = pdf_dict(names_entries)
+        catalog_number = catalog.objgen[0]
+        objects[catalog_number] = pdf_dict(new_catalog)
+        # Readers that take the last trailer alone (qpdf, and tools built on it) need /Info named there, so
+        # the Info dictionary is written anew too, with a pointer to the manifest.
+        info = trailer.get("/Info")
+        info_number = info.objgen[0] if info is not None and info.is_indirect else size + 3
+        objects[info_number] = pdf_dict({**(copied(info) if info is not None else {}), "/GenreportManifest": name})
+        identifier = trailer.ID.unparse() if "/ID" in trailer else None
     xref_number = max(size + 3, info_number + 1)
+    previous = int(re.findall(rb"startxref\s+(\d+)", original)[-1])
 
     update = io.BytesIO()
     update.write(b"" if original.endswith(b"\n") else b"\n")
     offsets = {}
-    for number in sorted(changed):
+    for number in sorted(objects):
         offsets[number] = len(original) + update.tell()
-        update.write(f"{number} 0 obj\n".encode())
-        changed[number].write_to_stream(update)
-        update.write(b"\nendobj\n")
+        update.write(f"{number} 0 obj\n".encode() + objects[number] + b"\nendobj\n")
     offsets[xref_number] = len(original) + update.tell()
-    # Cross-reference stream rows: type 1 (in use), byte offset, generation 0.
+    # Cross-reference stream rows: type 1 (in use), byte offset, generation 0; /Index lists the runs of numbers.
     rows = b"".join(b"\x01" + offsets[number].to_bytes(4, "big") + b"\x00\x00" for number in sorted(offsets))
     runs: list[list[int]] = []
     for number in sorted(offsets):
@@ -338,20 +325,19 @@ def _manifest_update(original: bytes, payload: bytes) -> bytes:
             runs[-1][1] += 1
         else:
             runs.append([number, 1])
-    xref = DecodedStreamObject()
-    xref.set_data(rows)
-    xref.update({
-        NameObject("/Type"): NameObject("/XRef"), NameObject("/Size"): NumberObject(xref_number + 1),
-        NameObject("/Index"): ArrayObject([NumberObject(n) for run in runs for n in run]),
-        NameObject("/W"): ArrayObject([NumberObject(1), NumberObject(4), NumberObject(2)]),
-        NameObject("/Root"): ref(catalog_number), NameObject("/Info"): ref(info_number),
-        NameObject("/Prev"): NumberObject(int(re.findall(rb"startxref\s+(\d+)", original)[-1]))})
-    if "/ID" in trailer:
-        xref[NameObject("/ID")] = trailer["/ID"]
-    update.write(f"{xref_number} 0 obj\n".encode())
-    xref.write_to_stream(update)
-    update.write(f"\nendobj\nstartxref\n{offsets[xref_number]}\n%%EOF\n".encode())
+    xref = {"/Type": b"/XRef", "/Size": str(xref_number + 1).encode(),
+            "/Index": ("[ " + " ".join(str(n) for run in runs for n in run) + " ]").encode(), "/W": b"[ 1 4 2 ]",
+            "/Root": ref(catalog_number), "/Info": ref(info_number), "/Prev": str(previous).encode(),
+            "/Length": str(len(rows)).encode()}
+    if identifier is not None:
+        xref["/ID"] = identifier
+    update.write(f"{xref_number} 0 obj\n".encode() + pdf_dict(xref) + b"\nstream\n" + rows + b"\nendstream\nendobj\n")
+    update.write(f"startxref\n{offsets[xref_number]}\n%%EOF\n".encode())
     return update.getvalue()
+
+
+class UnreadablePdf(Exception):
+    """A file that cannot be opened as a PDF at all."""
 
 
 class ManifestError(Exception):
@@ -360,15 +346,19 @@ class ManifestError(Exception):
 
 def read(pdf: Path | bytes) -> dict[str, Any] | None:
     """The manifest embedded in a PDF; None when it has none. Raises ManifestError for a damaged one,
-    and pypdf's errors for a PDF that cannot be opened at all."""
-    from pypdf import PdfReader
+    and UnreadablePdf for a file that cannot be opened as a PDF at all."""
+    import pikepdf
 
-    reader = PdfReader(io.BytesIO(pdf) if isinstance(pdf, bytes) else pdf)
-    contents = (reader.attachments or {}).get(MANIFEST_NAME)
+    try:
+        with pikepdf.open(io.BytesIO(pdf) if isinstance(pdf, bytes) else pdf) as document:
+            attached = document.attachments.get(MANIFEST_NAME)
+            contents = attached.get_file().read_bytes() if attached is not None else None
+    except (pikepdf.PdfError, pikepdf.PasswordError, OSError, ValueError) as error:
+        raise UnreadablePdf(str(error)) from None
     if not contents:
         return None
     try:
-        manifest = json.loads(contents[-1])
+        manifest = json.loads(contents)
     except ValueError as error:
         raise ManifestError(f"{MANIFEST_NAME} is not valid JSON: {error}") from None
     if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:

@@ -248,15 +248,13 @@ def _print_list(title: str, lines: list[str]) -> None:
 
 
 def main(pdf: Path, sandbox: bool = False, reuse_results: bool = False, rtol: float = DEFAULT_RTOL) -> int:
-    from pypdf.errors import PyPdfError
-
     if not pdf.is_file():
         print(f"verify: {pdf} does not exist", file=sys.stderr)
         return 2
     data = pdf.read_bytes()  # read now: the grader may be verifying this checkout's own report.pdf
     try:
         manifest = provenance.read(data)
-    except (provenance.ManifestError, PyPdfError, OSError, ValueError) as error:
+    except (provenance.ManifestError, provenance.UnreadablePdf) as error:
         print(f"verify: cannot read {pdf}'s manifest: {error}", file=sys.stderr)
         return 2
     if manifest is None:
