@@ -18,12 +18,10 @@ differently. On x86-64 with AVX2 the workers pin all three to their AVX2 path be
 from __future__ import annotations
 
 import ast
-import ctypes
 import functools
 import importlib
 import io
 import json
-import multiprocessing
 import os
 import platform
 import re
@@ -31,14 +29,16 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from genreport import cache, explain, interrupts, paths, versions
 from genreport.config import ReportConfig, apply_overrides
 from genreport.errors import BuildError
+
+if TYPE_CHECKING:  # the process pool is imported only when an experiment runs (10 ms of every rebuild)
+    import multiprocessing
 
 EXPERIMENTS = ("gan", "vae", "scaling", "diffusion")
 LONGEST_FIRST = ("scaling", "gan", "vae", "diffusion")  # so the last one to finish is a short one
@@ -80,9 +80,32 @@ def project_sources(module: str) -> list[Path]:
     return [seen[name] for name in sorted(seen)]
 
 
-@functools.lru_cache(maxsize=64)  # the experiments share most of their sources: each is parsed once a build
+IMPORTS_CACHE = paths.CACHE_DIR / "project-imports.json"
+
+
+@functools.cache
+def _known_imports() -> dict[str, list[str]]:
+    try:
+        known = json.loads(IMPORTS_CACHE.read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+@functools.lru_cache(maxsize=64)  # the experiments share most of their sources: each is looked up once a build
 def _project_imports(source: str) -> tuple[str, ...]:
-    """Names a module's source imports from the project (modules, and names that may be modules)."""
+    """Names a module's source imports from the project (modules, and names that may be modules).
+    Parsing the experiments' sources took 40 ms of every rebuild, so the answer is kept by the source's digest."""
+    known, key = _known_imports(), cache.digest([source])
+    if not isinstance(known.get(key), list):
+        known[key] = list(_parse_project_imports(source))
+        while len(known) > 256:  # sources edited over time leave entries behind: the oldest go first
+            known.pop(next(iter(known)))
+        cache.write_atomic(IMPORTS_CACHE, json.dumps(known, indent=0).encode())
+    return tuple(known[key])
+
+
+def _parse_project_imports(source: str) -> tuple[str, ...]:
     found: list[str] = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("genreport"):
@@ -176,6 +199,8 @@ def _start_worker(progress_lock: object, progress_rows: multiprocessing.Queue, p
     # SIGINT stays blocked here (inherited from the parent, see _run_in_workers): Ctrl-C is the parent's
     # to handle, and it stops the workers. A worker must not outlive a parent that was killed outright.
     if sys.platform == "linux":  # elsewhere an orphaned worker finishes its experiment and then exits
+        import ctypes
+
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         if os.getppid() != parent:
             os._exit(1)
@@ -193,6 +218,10 @@ def _run_in_workers(tasks: list[tuple[str, ReportConfig, str, str, str]], worker
 
     A failed experiment, a worker killed from outside, or Ctrl-C stops the build and every worker.
     """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
     context = multiprocessing.get_context("spawn")  # a forked child could inherit locks held by the parent's threads
     rows = context.Queue()
     for row in range(workers):
