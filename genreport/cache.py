@@ -7,6 +7,7 @@ corrupted one, which a file's mere presence cannot.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -24,7 +25,15 @@ JINJA_DIR = paths.CACHE_DIR / "jinja"
 
 
 def file_digest(path: Path) -> str:
-    with path.open("rb") as handle:
+    """sha256 of a file's bytes. A build asks for the same files several times (the stages' keys, the
+    manifest, the lock), so the answer is kept for as long as the file's size, time and inode stay."""
+    info = os.stat(path)
+    return _file_digest(str(path), info.st_size, info.st_mtime_ns, info.st_ino)
+
+
+@functools.lru_cache(maxsize=1024)
+def _file_digest(path: str, size: int, mtime_ns: int, inode: int) -> str:
+    with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 

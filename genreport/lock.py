@@ -11,6 +11,7 @@ times, the processor's name and the Python version are left out.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import zipfile
@@ -47,6 +48,12 @@ def metrics_digest(metrics: dict[str, Any]) -> str:
 
 def arrays_digest(npz_file: Path) -> str:
     """Digest of the arrays' names, dtypes, shapes and bytes, read without numpy (the zip holds .npy files)."""
+    info = npz_file.stat()
+    return _arrays_digest(str(npz_file), info.st_size, info.st_mtime_ns, info.st_ino)
+
+
+@functools.lru_cache(maxsize=64)  # asked by the lock, the manifest and the figure table in one build
+def _arrays_digest(npz_file: str, size: int, mtime_ns: int, inode: int) -> str:
     with zipfile.ZipFile(npz_file) as archive:
         return cache.digest(part for name in sorted(archive.namelist()) for part in (name, archive.read(name)))
 
