@@ -259,14 +259,19 @@ def test_no_worker_outlives_a_build_killed_alone(scratch_project: Path) -> None:
 
 def test_sigkill_in_the_middle_of_latex_keeps_the_pdf_and_recovers(scratch_project: Path) -> None:
     before = (scratch_project / "report.pdf").read_bytes()
-    append(scratch_project / "report/aim.md", "\nA sentence added before the build was killed.\n")
+    aim = scratch_project / "report/aim.md"
+    original = aim.read_text(encoding="utf-8")
+    # A pass over this report takes well under a second, less than it takes to see TeX start and kill
+    # it; two thousand more paragraphs keep TeX busy for seconds, so the kill lands in the middle of a pass.
+    append(aim, "".join(f"\nParagraph {i} added so that the pass takes a while.\n" for i in range(2000)))
     process = start_build(scratch_project, "--fast")
     wait_for_tex(scratch_project)
-    time.sleep(0.5)
+    time.sleep(0.2)
     kill_group(process, signal.SIGKILL)
     time.sleep(1.0)
     assert tex_processes(scratch_project) == [], "a TeX process outlived the killed build"
     assert (scratch_project / "report.pdf").read_bytes() == before
+    aim.write_text(original + "\nA sentence added after the build was killed.\n", encoding="utf-8")
     done = build(scratch_project, "--fast")
     assert done.returncode == 0, done.stdout + done.stderr
     assert statuses(done.stdout)["latex"] == "ran"
