@@ -153,8 +153,30 @@ LABEL = re.compile(rf"\{{#((?:{'|'.join(REFERENCE_KINDS)}):[\w:.-]+)")
 DIAGRAM = re.compile(r"""diagram\(\s*(["'])([\w-]+)\1(?:\s*,\s*(["'])(.*?)\3)?""")
 
 
+ENTRY_START = re.compile(r"^@\w+\s*\{\s*([^,\s]+)\s*,", re.MULTILINE)
+# biblatex's names for fields that BibTeX (which typesets the bibliography) knows under another name;
+# a reference manager's biblatex export uses them, and BibTeX would drop them without a word.
+BIBLATEX_ONLY = {"date": "year", "journaltitle": "journal"}
+
+
 def bibliography_keys(path: Path) -> set[str]:
-    return set(re.findall(r"^@\w+\s*\{\s*([^,\s]+)\s*,", read_text(path), re.MULTILINE))
+    return set(ENTRY_START.findall(read_text(path)))
+
+
+def check_bibliography_fields(path: Path, cited: set[str]) -> None:
+    """A cited entry that gives its year or journal only in biblatex's form stops the build, with its line."""
+    text = read_text(path)
+    starts = list(ENTRY_START.finditer(text))
+    for start, following in zip(starts, [*starts[1:], None]):
+        if start.group(1) not in cited:
+            continue
+        entry = text[start.start():following.start() if following else len(text)]
+        fields = {match.group(1).lower(): match for match in re.finditer(r"([A-Za-z]+)\s*=", entry)}
+        for biblatex, bibtex in BIBLATEX_ONLY.items():
+            if biblatex in fields and bibtex not in fields:
+                line = text.count("\n", 0, start.start() + fields[biblatex].start()) + 1
+                raise BuildError(f"entry {start.group(1)} gives `{biblatex}`, which BibTeX does not read", path=path, line=line,
+                                 hint=f"write `{bibtex} = {{...}}` instead (the report's bibliography is made by BibTeX)")
 
 
 def check_references(sources: dict[Path, str], bib_keys: set[str]) -> set[str]:
@@ -289,6 +311,7 @@ def convert(config: ReportConfig, content_dir: Path = paths.CONTENT_DIR) -> Body
     bib_keys = bibliography_keys(bib_path)
     raw = {path: read_text(path) for path in (content_dir / f"{name}.md" for name in SECTIONS)}
     cited = check_references(raw, bib_keys)
+    check_bibliography_fields(bib_path, cited)
     results = load_results()
     missing = {"gan", "vae", "scaling", "diffusion"} - set(results)
     if missing:

@@ -278,3 +278,16 @@ def test_the_stage_summary_reads_back_as_the_build_prints_it(capsys: pytest.Capt
     cli.print_summary(printed, None, [])
     assert cli.read_summary(capsys.readouterr().out) == [("experiment gan", "reused", 0.0), ("figures (9)", "redrew 2", 1.3),
                                                           ("latex", "ran", 9.5)]
+
+
+def test_a_cited_entry_with_only_biblatex_fields_stops_the_build_at_its_line(tmp_path: Path) -> None:
+    from genreport.content import check_bibliography_fields
+    from genreport.errors import BuildError
+
+    bib = tmp_path / "references.bib"
+    bib.write_text("@article{old2001,\n  author = {A. Author}, title = {T}, journal = {J}, year = {2001}}\n"
+                   "@article{new2024,\n  author = {B. Author}, title = {T},\n  journaltitle = {J}, year = {2024}}\n")
+    check_bibliography_fields(bib, {"old2001"})  # the biblatex-only entry is not cited: nothing to say
+    with pytest.raises(BuildError) as raised:
+        check_bibliography_fields(bib, {"old2001", "new2024"})
+    assert raised.value.line == 5 and "journaltitle" in raised.value.message
