@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-data.txt 2
 TEX_PACKAGES := latexmk texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
                 texlive-pictures lmodern texlive-bibtex-extra poppler-utils
 
-.PHONY: pdf fast watch test check verify bench robustness lint setup tex sandbox clean distclean
+.PHONY: pdf fast watch test check verify bench robustness crosscpu lint setup tex sandbox clean distclean
 
 pdf: setup
 	@$(PY) build.py $(ARGS)
@@ -34,6 +34,13 @@ bench: setup
 # Bars of every experiment under other kernel paths and seeds (long; not part of `make test`).
 robustness: setup
 	$(PY) tools/robustness.py $(ARGS)
+
+# Same bits on other processors? Runs a probe under QEMU's emulated Intel and AMD processors (minutes).
+crosscpu: setup
+	@command -v qemu-x86_64 >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -qq --no-install-recommends qemu-user; \
+	  else echo "crosscpu needs QEMU: sudo apt-get install -y qemu-user"; exit 1; fi; }
+	$(PY) tools/crosscpu.py $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -4,15 +4,17 @@ A key covers everything a result depends on: the experiment's source and the pro
 imports, its profile overrides, the seed, the device and the torch/numpy versions. Computing it needs
 no torch import, so an unchanged build never pays for loading torch.
 
-Stale experiments run in worker processes, one per CPU core, each with one torch thread. One thread
-makes a result independent of the machine's core count (torch's CPU kernels split their sums by
-thread, so 1 and 2 threads give different bits), and these small models use a core better on their
-own than two threads share two cores.
+Stale experiments run in worker processes, one per experiment (up to two per CPU core), each with one
+torch thread. One thread makes a result independent of the machine's core count and of the scheduling
+(torch's CPU kernels split their sums by thread, so 1 and 2 threads give different bits), and these
+small models use a core better on their own than two threads share two cores.
 
 One thread removes the core count from the arithmetic but not the CPU: MKL, ATen's vectorised kernels
 and oneDNN each pick a code path per CPU (AVX-512 on one machine, AVX2 on another), and the paths round
 differently. On x86-64 with AVX2 the workers pin all three to their AVX2 path before torch is imported
-(`PINNED_NUMERICS`), so every such machine, Intel or AMD, computes the same bits.
+(`PINNED_NUMERICS`). ATen and oneDNN then compute the same bits on every such machine; MKL honours its
+AVX2 branch on Intel processors only, so Intel and AMD machines still differ in MKL's matrix products
+and vector math (measured under emulation: tools/crosscpu.py, README "Same numbers on every machine").
 """
 
 from __future__ import annotations

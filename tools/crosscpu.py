@@ -1,0 +1,122 @@
+"""`make crosscpu`: which of the experiments' operations give the same bits on another processor?
+
+The build pins MKL, ATen and oneDNN (genreport.experiments.PINNED_NUMERICS) so that machines compute
+alike. Whether they do can only be seen on other processors; QEMU's user-mode emulator runs this
+machine's Python on an emulated one (`qemu-x86_64 -cpu Haswell`: an Intel processor with AVX2 and
+no AVX-512; `-cpu EPYC`: an AMD Zen 1), and the libraries choose their code paths by the processor
+they are shown (vendor and instruction sets). A probe computes each operation the experiments rely
+on from fixed inputs, with the pinned settings, natively and under each emulated processor, and the
+table says which results are bit-identical. Optionally a whole experiment (fast profile) is compared
+by the digests that results.lock.json uses. Emulation is slow (minutes per run) and not bit-exact for
+the few instructions whose results the hardware leaves open (approximate reciprocals); it is a
+stand-in for the real machines, not a test.
+
+    python tools/crosscpu.py                         # the probe, natively and on Haswell and EPYC
+    python tools/crosscpu.py --cpus Haswell --experiment vae
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from genreport.experiments import PINNED_NUMERICS, TORCH_THREADS  # after the path is set; imports no torch
+
+
+def probe() -> dict[str, str]:
+    """Digests of the operations the experiments use, on fixed random inputs."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(TORCH_THREADS)
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.randn(257, 300, generator=generator), torch.randn(300, 129, generator=generator)
+    images, kernels = torch.randn(64, 1, 28, 28, generator=generator), torch.randn(16, 1, 5, 5, generator=generator)
+    codes, up = torch.randn(8, 16, 7, 7, generator=generator), torch.randn(16, 8, 4, 4, generator=generator)
+    v = torch.randn(100_000, generator=generator)
+    parameter = torch.nn.Parameter(a.clone())
+    optimizer = torch.optim.AdamW([parameter], 1e-3, fused=True)
+    for _ in range(3):
+        optimizer.zero_grad()
+        (parameter.tanh() ** 2).sum().backward()
+        optimizer.step()
+    results = {
+        "randn (torch's generator)": v, "matmul (MKL sgemm)": a @ b, "exp": torch.exp(v), "log": torch.log(v.abs() + 1),
+        "sqrt": torch.sqrt(v.abs()), "tanh": torch.tanh(v), "sigmoid": torch.sigmoid(v), "gelu": F.gelu(v),
+        "softmax": torch.softmax(a, -1), "log_softmax": F.log_softmax(a, -1), "layer_norm": F.layer_norm(a, (300,)),
+        "conv2d (oneDNN)": F.conv2d(images, kernels), "conv_transpose2d (oneDNN)": F.conv_transpose2d(codes, up, stride=2),
+        "sum": v.sum(), "AdamW, 3 fused steps": parameter.detach(), "numpy matmul (OpenBLAS)": torch.from_numpy(a.numpy() @ b.numpy()),
+    }
+    digests = {name: hashlib.sha256(np.ascontiguousarray(t.numpy()).tobytes()).hexdigest()[:12] for name, t in results.items()}
+    digests["ATen capability"] = torch.backends.cpu.get_cpu_capability()
+    return digests
+
+
+def experiment_digests(name: str) -> dict[str, str]:
+    """An experiment's fast profile, by the digests results.lock.json compares (metrics without wall times, arrays)."""
+    import importlib
+
+    import numpy as np
+    import torch
+
+    from genreport import lock
+
+    torch.set_num_threads(TORCH_THREADS)
+    module = importlib.import_module(f"genreport.experiments.{name}")
+    results = module.run(module.Config.fast(), "cpu")
+    with tempfile.TemporaryDirectory() as scratch:
+        arrays = Path(scratch) / "arrays.npz"
+        np.savez(arrays, **results.arrays)
+        return {f"{name} (fast) metrics": lock.metrics_digest(json.loads(json.dumps(results.metrics, default=float)))[:12],
+                f"{name} (fast) arrays": lock.arrays_digest(arrays)[:12]}
+
+
+def run(cpu: str | None, experiment: str | None) -> dict[str, str]:
+    """The probe in a fresh process with the pinned settings, natively (cpu None) or on an emulated processor."""
+    command = [sys.executable, __file__, "--child"] + (["--experiment", experiment] if experiment else [])
+    if cpu:
+        command = ["qemu-x86_64", "-cpu", cpu, *command]
+    done = subprocess.run(command, env={**os.environ, **PINNED_NUMERICS}, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return {"failed": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cpus", nargs="+", default=["Haswell", "EPYC"], help="QEMU processor models (qemu-x86_64 -cpu help)")
+    parser.add_argument("--experiment", choices=["gan", "vae", "scaling", "diffusion"], help="also compare this experiment's fast profile")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps({**probe(), **(experiment_digests(args.experiment) if args.experiment else {})}))
+        return 0
+    if shutil.which("qemu-x86_64") is None:
+        print("crosscpu needs QEMU's user-mode emulator: apt-get install qemu-user", file=sys.stderr)
+        return 2
+    print(f"pinned: {' '.join(f'{k}={v}' for k, v in PINNED_NUMERICS.items())}; emulating {', '.join(args.cpus)} (minutes each)", flush=True)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        runs = dict(zip(["native", *args.cpus], pool.map(lambda cpu: run(cpu, args.experiment), [None, *args.cpus])))
+    names = list(runs["native"])
+    print(f"\n| operation | native | {' | '.join(args.cpus)} |\n|---|---|{'---|' * len(args.cpus)}")
+    for name in names:
+        cells = [runs[cpu].get(name, runs[cpu].get("failed", "?")) for cpu in args.cpus]
+        marks = ["same" if cell == runs["native"][name] else f"differs ({cell})" for cell in cells]
+        print(f"| {name} | {runs['native'][name]} | {' | '.join(marks)} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
