@@ -96,7 +96,9 @@ def test_a_missing_or_mistyped_entry_is_named_with_its_line(tmp_path: Path) -> N
 def test_cpu_workers_are_pinned_to_avx2_kernels_on_x86_with_avx2(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(experiments.platform, "machine", lambda: "x86_64")
     monkeypatch.setattr(experiments, "_has_avx2", lambda: True)
-    assert experiments.numerics("cpu") == {"MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    pinned = experiments.numerics("cpu")
+    assert {pinned["MKL_CBWR"], pinned["ATEN_CPU_CAPABILITY"], pinned["ONEDNN_MAX_CPU_ISA"], pinned["OPENBLAS_CORETYPE"]} == {"AVX2", "avx2", "Haswell"}
+    assert "X86_V4" in pinned["NPY_DISABLE_CPU_FEATURES"]
     assert experiments.numerics("cuda") == {}
     monkeypatch.setattr(experiments, "_has_avx2", lambda: False)
     assert experiments.numerics("cpu") == {}

@@ -58,6 +58,7 @@ def probe() -> dict[str, str]:
         "softmax": torch.softmax(a, -1), "log_softmax": F.log_softmax(a, -1), "layer_norm": F.layer_norm(a, (300,)),
         "conv2d (oneDNN)": F.conv2d(images, kernels), "conv_transpose2d (oneDNN)": F.conv_transpose2d(codes, up, stride=2),
         "sum": v.sum(), "AdamW, 3 fused steps": parameter.detach(), "numpy matmul (OpenBLAS)": torch.from_numpy(a.numpy() @ b.numpy()),
+        "numpy exp, float64": torch.from_numpy(np.exp(v.numpy().astype(np.float64))),
     }
     digests = {name: hashlib.sha256(np.ascontiguousarray(t.numpy()).tobytes()).hexdigest()[:12] for name, t in results.items()}
     digests["ATen capability"] = torch.backends.cpu.get_cpu_capability()

@@ -46,7 +46,13 @@ EXPERIMENTS = ("gan", "vae", "scaling", "diffusion")
 LONGEST_FIRST = ("scaling", "gan", "vae", "diffusion")  # so the last one to finish is a short one
 TORCH_THREADS = 1  # per experiment, whatever the machine: see the module docstring
 # MKL's conditional numerical reproducibility, ATen's dispatch and oneDNN's ISA, each held to AVX2.
-PINNED_NUMERICS = {"MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+PINNED_NUMERICS = {
+    "MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+    # numpy and scipy (the scaling fit, the Frechet distance) compute with OpenBLAS, which picks its kernels
+    # by processor, and numpy's own loops dispatch to AVX-512 where there is one: tools/crosscpu.py showed
+    # both giving other bits on an AVX2 processor than here; pinned, they agree.
+    "OPENBLAS_CORETYPE": "Haswell", "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
+}
 
 
 @dataclass(frozen=True)
@@ -196,7 +202,7 @@ def _run_and_store(name: str, config: ReportConfig, profile: str, device: str, k
 
 def _start_worker(progress_lock: object, progress_rows: multiprocessing.Queue, parent: int, environment: dict[str, str]) -> None:
     # Kernel settings are read when torch loads its libraries, so they must be in place before any import of torch.
-    assert "torch" not in sys.modules, "torch was imported before the worker pinned its numerics"
+    assert "torch" not in sys.modules and "numpy" not in sys.modules, "torch or numpy was imported before the worker pinned its numerics"
     os.environ.update(environment)
     # SIGINT stays blocked here (inherited from the parent, see _run_in_workers): Ctrl-C is the parent's
     # to handle, and it stops the workers. A worker must not outlive a parent that was killed outright.
