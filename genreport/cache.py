@@ -59,6 +59,15 @@ def copy_atomic(source: Path, target: Path) -> None:
     write_atomic(target, source.read_bytes())
 
 
+def read_json_dict(path: Path) -> dict:
+    """A small JSON cache file's content; {} when it is missing, damaged or not an object (then it is rebuilt)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 # The two below leave a file that already holds the right bytes alone, so that its modification time
 # says when its content last changed.
 def write_if_changed(path: Path, data: bytes) -> None:

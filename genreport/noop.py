@@ -64,9 +64,9 @@ def _stats(roots: list[Path], lines: list[str]) -> str:
 def inputs(options: str, config_file: Path) -> str:
     """What the stages read: taken when a build starts, so that a save during the build is not taken as built."""
     lines = [options, sys.executable, f"nvidia driver: {os.path.exists('/proc/driver/nvidia')}"]
-    for directory in (Path(p) for p in sys.path if p.endswith("site-packages")):  # a package installed or upgraded
-        lines.append(f"{directory} {directory.stat().st_mtime_ns if directory.exists() else 'missing'}")
-    from genreport import provenance
+    from genreport import provenance, versions
+
+    lines.append(f"site-packages: {json.dumps(versions.site_packages())}")  # a package installed or upgraded
 
     lines.append(f"git: {json.dumps(provenance.git_state(), sort_keys=True)}")  # report.pdf's manifest names them
     return _stats([config_file, paths.ROOT / "build.py", paths.RESULTS_LOCK, paths.CONTENT_DIR, paths.TEMPLATES_DIR,

@@ -87,11 +87,8 @@ def tool_versions() -> dict[str, str | None]:
     pdflatex = shutil.which("pdflatex")
     info = os.stat(pdflatex) if pdflatex else None
     key = [pdflatex, [info.st_size, info.st_mtime_ns, info.st_ino] if info else None, package("pypandoc-binary")]
-    try:
-        recorded = json.loads(TOOL_VERSIONS_CACHE.read_text())
-    except (OSError, ValueError):
-        recorded = {}
-    if isinstance(recorded, dict) and recorded.get("key") == key and isinstance(recorded.get("versions"), dict):
+    recorded = cache.read_json_dict(TOOL_VERSIONS_CACHE)
+    if recorded.get("key") == key and isinstance(recorded.get("versions"), dict):
         binaries = recorded["versions"]
     else:
         pdftex = _run(["pdflatex", "--version"])
@@ -104,7 +101,9 @@ def tool_versions() -> dict[str, str | None]:
         binaries = {"texlive": pdftex.splitlines()[0].strip() if pdftex else None, "pandoc": pandoc}
         cache.write_atomic(TOOL_VERSIONS_CACHE, json.dumps({"key": key, "versions": binaries}).encode())
     return {"torch": package("torch"), "numpy": package("numpy"), "matplotlib": package("matplotlib"),
-            "texlive": binaries.get("texlive"), "pandoc": binaries.get("pandoc"), "pypdf": package("pypdf")}
+            "texlive": binaries.get("texlive"), "pandoc": binaries.get("pandoc"),
+            # what writes the manifest into the PDF and reads the checklist's text
+            "pikepdf": package("pikepdf"), "pypdfium2": package("pypdfium2")}
 
 
 def results_profile(config: Any) -> str | None:

@@ -96,10 +96,7 @@ def ensure(runner: Runner) -> FormatOutcome:
     source = tex_dir / f"{JOB}.tex"
     preamble_digest = cache.digest([preamble_of(source.read_text(), source)])
     stamp = tex_dir / STAMP
-    try:
-        recorded = json.loads(stamp.read_text()) if stamp.exists() else {}
-    except ValueError:
-        recorded = {}
+    recorded = cache.read_json_dict(stamp)
     installation, installation_files = tex_installation(recorded)
     key = cache.digest([preamble_digest, json.dumps(installation, sort_keys=True)])
     why = _reason(recorded, preamble_digest, installation, tex_dir)

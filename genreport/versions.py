@@ -17,18 +17,16 @@ from genreport import cache, paths
 CACHE_FILE = paths.CACHE_DIR / "versions.json"
 
 
-def _site_packages() -> list[list]:
+def site_packages() -> list[list]:
+    """Each site-packages directory with its modification time: what changes when a package is installed."""
     return [[p, Path(p).stat().st_mtime_ns if Path(p).exists() else None] for p in sys.path if p.endswith("site-packages")]
 
 
 @functools.cache
 def _recorded() -> dict[str, str | None]:
-    try:
-        recorded = json.loads(CACHE_FILE.read_text())
-    except (OSError, ValueError):
-        return {}
-    valid = isinstance(recorded, dict) and recorded.get("site-packages") == _site_packages()
-    return dict(recorded.get("versions", {})) if valid and isinstance(recorded.get("versions"), dict) else {}
+    recorded = cache.read_json_dict(CACHE_FILE)
+    valid = recorded.get("site-packages") == site_packages() and isinstance(recorded.get("versions"), dict)
+    return dict(recorded["versions"]) if valid else {}
 
 
 def version(package: str) -> str | None:
@@ -41,5 +39,5 @@ def version(package: str) -> str | None:
             known[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             known[package] = None
-        cache.write_atomic(CACHE_FILE, json.dumps({"site-packages": _site_packages(), "versions": known}, indent=1).encode())
+        cache.write_atomic(CACHE_FILE, json.dumps({"site-packages": site_packages(), "versions": known}, indent=1).encode())
     return known[package]

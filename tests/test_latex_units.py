@@ -222,3 +222,10 @@ def test_an_argument_that_runs_to_the_end_of_the_file_is_traced_to_where_it_bega
     error = typeset.latex_failure()
     assert error.path == tex_project / "report/aim.md" and error.line == 3
     assert "no matching }" in error.hint
+
+
+def test_citations_become_numbered_natbib_citations_whether_bracketed_or_in_the_text(pandoc_cache: Path) -> None:
+    # unsrturl has no author names, so natbib's \citet would print "(author?)": an in-text @key is numbered too.
+    latex = content.pandoc_to_latex(Path("x.md"), "As @kaplan2020 show [@hoffmann2022; @brown2020]; see @fig:gan-ring.\n").latex
+    assert "\\citep{kaplan2020}" in latex and "\\citep{hoffmann2022, brown2020}" in latex
+    assert "\\citet" not in latex and "\\Cref{fig:gan-ring}" in latex

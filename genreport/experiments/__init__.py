@@ -93,11 +93,7 @@ IMPORTS_CACHE = paths.CACHE_DIR / "project-imports.json"
 
 @functools.cache
 def _known_imports() -> dict[str, list[str]]:
-    try:
-        known = json.loads(IMPORTS_CACHE.read_text())
-    except (OSError, ValueError):
-        return {}
-    return known if isinstance(known, dict) else {}
+    return cache.read_json_dict(IMPORTS_CACHE)
 
 
 @functools.lru_cache(maxsize=64)  # the experiments share most of their sources: each is looked up once a build
