@@ -16,6 +16,9 @@ from typing import Any
 from genreport.errors import BuildError
 
 PROFILES = ("default", "fast")
+# How the experiments' CPU kernels are pinned (genreport.experiments.numerics): "fast" gives the same bits
+# on machines of the author's vendor; "portable" on Intel and AMD alike, at about twice the run time.
+NUMERICS = ("fast", "portable")
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class ReportConfig:
     seed: int
     profiles: dict[str, dict[str, dict[str, Any]]]  # profile -> experiment -> overrides
     source: Path
+    numerics: str = "fast"  # one of NUMERICS
 
     def overrides(self, profile: str, experiment: str) -> dict[str, Any]:
         return self.profiles.get(profile, {}).get(experiment, {})
@@ -75,11 +79,15 @@ def load(path: Path) -> ReportConfig:
     seed = data.get("build", {}).get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise BuildError(f"`seed` must be an integer, not {seed!r}", path=path, line=_line_of(text, "seed"))
+    numerics = data.get("build", {}).get("numerics", "fast")
+    if numerics not in NUMERICS:
+        raise BuildError(f"`numerics` must be one of {', '.join(map(repr, NUMERICS))}, not {numerics!r}", path=path,
+                         line=_line_of(text, "numerics"), hint="\"fast\" is the default; see README, Same numbers on every machine")
     profiles = data.get("profile", {})
     unknown = set(profiles) - set(PROFILES)
     if unknown:
         raise BuildError(f"unknown profile(s) {sorted(unknown)}; the profiles are {list(PROFILES)}", path=path)
-    return ReportConfig(TitleBlock(**values), seed, profiles, path)
+    return ReportConfig(TitleBlock(**values), seed, profiles, path, numerics)
 
 
 def _line_in_table(source: Path | None, table: str, key: str) -> int | None:

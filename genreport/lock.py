@@ -154,8 +154,16 @@ def _differences(locked: dict[str, Any], current: dict[str, Any]) -> list[str]:
             changed = [k for k in changed if k != "sources"] + [f"source {f}" for f in files]
         if changed:
             lines.append("made differently: " + ", ".join(
-                k if k.startswith("source ") else f"{k} {inputs_then.get(k)!r} -> {inputs_now.get(k)!r}" for k in changed))
+                entry for k in changed for entry in ([k] if k.startswith("source ") else _changes(k, inputs_then.get(k), inputs_now.get(k)))))
     return lines
+
+
+def _changes(key: str, then: object, now: object) -> list[str]:
+    """`key then -> now`; for a table (numerics, overrides) only its entries that changed."""
+    if isinstance(then, dict) and isinstance(now, dict):
+        return [f"{key} {entry} {then.get(entry, 'unset')!r} -> {now.get(entry, 'unset')!r}"
+                for entry in sorted(set(then) | set(now)) if then.get(entry) != now.get(entry)]
+    return [f"{key} {then!r} -> {now!r}"]
 
 
 def compare(lock_file: Path, profile: str, current: dict[str, dict[str, Any]]) -> list[str]:

@@ -50,6 +50,18 @@ def test_a_changed_headline_number_is_named_with_its_change(tmp_path: Path) -> N
     assert "source genreport/experiments/gan.py" in verdict
 
 
+def test_other_numerics_are_named_by_the_setting_that_changed(tmp_path: Path) -> None:
+    write_results(tmp_path)
+    lock_file = tmp_path / "results.lock.json"
+    pinned = {"MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+    lock.write(lock_file, "fast", records(tmp_path, {**INPUTS, "numerics": pinned}))
+    write_results(tmp_path, hq=0.92)
+    verdict = "\n".join(lock.compare(lock_file, "fast", records(tmp_path, {**INPUTS, "numerics": {**pinned, "MKL_CBWR": "COMPATIBLE"}})))
+    assert "made differently: numerics MKL_CBWR 'AVX2' -> 'COMPATIBLE'" in verdict and "ATEN" not in verdict
+    verdict = "\n".join(lock.compare(lock_file, "fast", records(tmp_path, {**INPUTS, "numerics": {}})))  # a machine without AVX2
+    assert "numerics ATEN_CPU_CAPABILITY 'avx2' -> 'unset', numerics MKL_CBWR 'AVX2' -> 'unset'" in verdict
+
+
 def test_different_arrays_with_equal_headlines_are_not_called_identical(tmp_path: Path) -> None:
     write_results(tmp_path)
     lock_file = tmp_path / "results.lock.json"
@@ -99,7 +111,10 @@ def test_cpu_workers_are_pinned_to_avx2_kernels_on_x86_with_avx2(monkeypatch: py
     pinned = experiments.numerics("cpu")
     assert {pinned["MKL_CBWR"], pinned["ATEN_CPU_CAPABILITY"], pinned["ONEDNN_MAX_CPU_ISA"], pinned["OPENBLAS_CORETYPE"]} == {"AVX2", "avx2", "Haswell"}
     assert "X86_V4" in pinned["NPY_DISABLE_CPU_FEATURES"]
-    assert experiments.numerics("cuda") == {}
+    portable = experiments.numerics("cpu", "portable")
+    assert portable["MKL_CBWR"] == "COMPATIBLE" and {k: v for k, v in portable.items() if k != "MKL_CBWR"} == {
+        k: v for k, v in pinned.items() if k != "MKL_CBWR"}
+    assert experiments.numerics("cuda") == {} and experiments.numerics("cuda", "portable") == {}
     monkeypatch.setattr(experiments, "_has_avx2", lambda: False)
     assert experiments.numerics("cpu") == {}
     monkeypatch.setattr(experiments, "_has_avx2", lambda: True)

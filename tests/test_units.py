@@ -48,6 +48,17 @@ def test_config_missing_value(tmp_path: Path) -> None:
         load(tmp_path / "report.toml")
 
 
+def test_numerics_setting_is_read_and_checked(tmp_path: Path) -> None:
+    assert load(ROOT / "report.toml").numerics in ("fast", "portable")
+    text = (ROOT / "report.toml").read_text().replace("seed = 0", 'seed = 0\nnumerics = "portable"')
+    (tmp_path / "report.toml").write_text(text)
+    assert load(tmp_path / "report.toml").numerics == "portable"
+    (tmp_path / "report.toml").write_text(text.replace('"portable"', '"exact"'))
+    with pytest.raises(BuildError, match="numerics") as error:
+        load(tmp_path / "report.toml")
+    assert error.value.line == text.splitlines().index('numerics = "portable"') + 1
+
+
 def test_overrides_are_type_checked() -> None:
     assert apply_overrides(RingConfig(), {"steps": 10}, "x").steps == 10
     with pytest.raises(BuildError, match="steps"):

@@ -1,8 +1,8 @@
 """`make robustness`: do the experiments' bars hold on other machines' kernel paths and other seeds?
 
-The build pins MKL, ATen and oneDNN to their AVX2 paths, so that every x86-64 machine with AVX2 computes
-the same bits. A machine without AVX2, an ARM machine, a GPU or a future torch computes other bits; this
-grid stands in for them. Each cell runs one experiment in a fresh process (one torch thread) with one
+The build pins MKL, ATen and oneDNN to their AVX2 paths, so that machines like the author's compute the
+same bits (with `numerics = "portable"`, Intel and AMD machines alike). A machine without AVX2, an ARM
+machine, a GPU or a future torch computes other bits; this grid stands in for them. Each cell runs one experiment in a fresh process (one torch thread) with one
 kernel setting and one seed, and the table gives min / median / max of every metric that has a bar,
 with the number of runs that miss it. It takes long (the default profile, every cell); it is not a test.
 
@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from genreport.experiments import PINNED_NUMERICS, TORCH_THREADS  # after the path is set; imports no torch
+from genreport.experiments import PINNED_NUMERICS, PORTABLE_NUMERICS, TORCH_THREADS  # after the path is set; imports no torch
 
 # Stand-ins for other machines: ATen's dispatch levels and MKL's code paths. Each is applied alone, the
 # other libraries left to choose for themselves, as they would on a machine with no pinning.
@@ -39,6 +39,7 @@ KERNEL_PATHS: dict[str, dict[str, str]] = {
     "MKL=AVX2": {"MKL_CBWR": "AVX2"},
     "MKL=COMPATIBLE": {"MKL_CBWR": "COMPATIBLE"},
     "pinned (the build's)": PINNED_NUMERICS,
+    "portable (numerics = \"portable\")": PORTABLE_NUMERICS,
 }
 
 
@@ -101,7 +102,7 @@ def run_cell(name: str, seeds: list[int], fast: bool, out: Path) -> None:
 
 
 def launch(name: str, path: str, seeds: tuple[int, ...], fast: bool, scratch: Path) -> tuple[str, str, str, dict | None, float]:
-    env = {k: v for k, v in os.environ.items() if k not in PINNED_NUMERICS}
+    env = {k: v for k, v in os.environ.items() if k not in PORTABLE_NUMERICS}
     env.update(KERNEL_PATHS[path])
     seed = ",".join(map(str, seeds))
     out = scratch / f"{name}-{path.split()[0]}-{seed}.json"

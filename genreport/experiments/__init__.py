@@ -14,7 +14,10 @@ and oneDNN each pick a code path per CPU (AVX-512 on one machine, AVX2 on anothe
 differently. On x86-64 with AVX2 the workers pin all three to their AVX2 path before torch is imported
 (`PINNED_NUMERICS`). ATen and oneDNN then compute the same bits on every such machine; MKL honours its
 AVX2 branch on Intel processors only, so Intel and AMD machines still differ in MKL's matrix products
-and vector math (measured under emulation: tools/crosscpu.py, README "Same numbers on every machine").
+and vector math, unless report.toml asks for `numerics = "portable"` (MKL's branch without vector
+extensions, about twice the run time; measured under emulation: tools/crosscpu.py, README "Same numbers
+on every machine"). Either way the experiments stay off the few operations that differ whatever MKL is
+told (`VENDOR_DEPENDENT_OPS`).
 """
 
 from __future__ import annotations
@@ -53,6 +56,16 @@ PINNED_NUMERICS = {
     # both giving other bits on an AVX2 processor than here; pinned, they agree.
     "OPENBLAS_CORETYPE": "Haswell", "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
 }
+# MKL's branch without vector extensions is the one it computes alike on Intel and AMD processors (make
+# crosscpu); its matrix products take about twice as long, so it is the build's option, not its default.
+PORTABLE_NUMERICS = {**PINNED_NUMERICS, "MKL_CBWR": "COMPATIBLE"}
+# ATen operations whose CPU kernels hand the work to MKL's vector functions and gave other bits on
+# another processor whatever MKL_CBWR said (make crosscpu). The experiments do without them (square
+# roots by numpy, squared distances, the fused Adam); tests/test_numerics.py holds them to it.
+VENDOR_DEPENDENT_OPS = frozenset({
+    "aten::sqrt", "aten::sqrt_", "aten::_foreach_sqrt", "aten::_foreach_sqrt_", "aten::atan", "aten::atan_",
+    "aten::log10", "aten::log10_", "aten::cdist", "aten::_cdist_forward", "aten::_euclidean_dist",
+})
 
 
 @dataclass(frozen=True)
@@ -144,10 +157,14 @@ def _has_avx2() -> bool:
     return bool(re.search(r"^flags\s*:.*\bavx2\b", cpuinfo, re.MULTILINE))
 
 
-def numerics(device: str) -> dict[str, str]:
-    """Environment that pins the CPU kernels' code paths; empty where no common path exists (no AVX2, ARM) or on a GPU."""
+def numerics(device: str, mode: str = "fast") -> dict[str, str]:
+    """Environment that pins the CPU kernels' code paths; empty where no common path exists (no AVX2, ARM) or on a GPU.
+
+    mode (report.toml's `numerics`) "portable" adds MKL's vendor-independent branch: MKL honours its AVX2
+    branch on Intel processors only, so "fast" gives Intel and AMD machines other matrix products.
+    """
     if device == "cpu" and platform.machine().lower() in ("x86_64", "amd64") and _has_avx2():
-        return dict(PINNED_NUMERICS)
+        return dict(PORTABLE_NUMERICS if mode == "portable" else PINNED_NUMERICS)
     return {}
 
 
@@ -162,7 +179,7 @@ def key_inputs(name: str, config: ReportConfig, profile: str, device: str) -> di
         "seed": config.seed,
         "device": device,
         "torch_threads": TORCH_THREADS,
-        "numerics": numerics(device),
+        "numerics": numerics(device, config.numerics),
         "torch": _version("torch"),
         "numpy": _version("numpy"),
     }
@@ -296,7 +313,7 @@ def run_all(config: ReportConfig, profile: str, device: str, forced: set[str]) -
         print(f"  experiment {name} done in {seconds:.1f} s", flush=True)
 
     start = time.perf_counter()
-    _run_in_workers(tasks, workers, numerics(device), finished)
+    _run_in_workers(tasks, workers, numerics(device, config.numerics), finished)
     wall_seconds = time.perf_counter() - start
     record = {"ran": sorted(stale), "workers": workers, "profile": profile, "wall_seconds": round(wall_seconds, 2)}
     cache.write_atomic(paths.EXPERIMENT_STAGE_RECORD, (json.dumps(record) + "\n").encode())  # read by `make bench`

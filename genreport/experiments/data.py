@@ -122,9 +122,11 @@ def ring_metrics(samples: torch.Tensor, min_count: int = 20) -> dict[str, float 
     A sample is high quality when it lies within 3 std of some mode; a mode counts as captured when
     at least `min_count` high-quality samples sit at it (stricter than VEEGAN's one-sample rule).
     """
-    distances = torch.cdist(samples.float().cpu(), ring_centers())
-    nearest_distance, nearest_mode = distances.min(dim=1)
-    high_quality = nearest_distance < 3 * RING_STD
+    # Squared distances from differences, not torch.cdist: its square root is MKL's vector function,
+    # whose last bits differ between processors (tools/crosscpu.py).
+    squared_distances = (samples.float().cpu()[:, None, :] - ring_centers()[None]).pow(2).sum(-1)
+    nearest_squared_distance, nearest_mode = squared_distances.min(dim=1)
+    high_quality = nearest_squared_distance < (3 * RING_STD) ** 2
     per_mode = torch.bincount(nearest_mode[high_quality], minlength=RING_MODES)
     return {
         "modes_captured": int((per_mode >= min_count).sum()),

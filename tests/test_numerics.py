@@ -1,0 +1,44 @@
+"""The experiments stay off the operations whose bits follow the processor (VENDOR_DEPENDENT_OPS)."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from genreport.experiments import EXPERIMENTS, VENDOR_DEPENDENT_OPS
+
+
+class VendorDependentCalls(TorchDispatchMode):
+    """Records each ATen call (forward and backward) that MKL's vector functions would compute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func._schema.name
+        if name in VENDOR_DEPENDENT_OPS or (name == "aten::pow" and len(args) > 1 and args[1] == 0.5):
+            self.seen.add(name if name != "aten::pow" else "aten::pow(x, 0.5)")
+        return func(*args, **(kwargs or {}))
+
+
+def test_the_guard_sees_what_it_is_meant_to_see() -> None:
+    with VendorDependentCalls() as calls:
+        parameter = torch.nn.Parameter(torch.rand(8))
+        optimizer = torch.optim.Adam([parameter])  # the per-tensor Adam takes a square root
+        parameter.sum().backward()
+        optimizer.step()
+        torch.cdist(torch.rand(3, 2), torch.rand(4, 2))
+        torch.rand(3).pow(0.5)
+    assert {"aten::sqrt", "aten::_cdist_forward", "aten::pow(x, 0.5)"} <= calls.seen
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_avoids_vendor_dependent_operations(name: str) -> None:
+    module = importlib.import_module(f"genreport.experiments.{name}")
+    with VendorDependentCalls() as calls:
+        module.run(module.Config.fast(), "cpu")
+    assert not calls.seen, f"{name} calls {sorted(calls.seen)}: their bits differ between processors (make crosscpu)"
