@@ -27,13 +27,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from genreport.config import NUMERICS  # after the path is set; neither imports torch
+from genreport.config import NUMERICS, apply_overrides  # after the path is set; neither imports torch
 from genreport.experiments import PINNED_NUMERICS, PORTABLE_NUMERICS, TORCH_THREADS
 
 
@@ -77,6 +78,7 @@ def probe() -> dict[str, str]:
         "cos": torch.cos(v), "tan": torch.tan(v), "atan": torch.atan(v), "log2": torch.log2(v.abs() + 1),
         "log10": torch.log10(v.abs() + 1), "erfc": torch.erfc(v), "erfinv": torch.erfinv(torch.tanh(v)), "sinh": torch.sinh(v),
         "cosh": torch.cosh(v), "silu": F.silu(v), "logspace": torch.logspace(0, 3, 1000), "vector_norm": torch.linalg.vector_norm(a, dim=1),
+        "grid_sample, bilinear": F.grid_sample(images, F.affine_grid(torch.eye(2, 3).expand(64, 2, 3) * 0.9, [64, 1, 28, 28], align_corners=True), align_corners=True),
         "scaled_dot_product_attention": F.scaled_dot_product_attention(*(a.view(1, 257, 4, 75).transpose(1, 2),) * 3, is_causal=True),
     }
     digests = {name: hashlib.sha256(np.ascontiguousarray(t.numpy()).tobytes()).hexdigest()[:12] for name, t in results.items()}
@@ -84,7 +86,7 @@ def probe() -> dict[str, str]:
     return digests
 
 
-def experiment_digests(name: str) -> dict[str, str]:
+def experiment_digests(name: str, overrides: list[str]) -> dict[str, str]:
     """An experiment's fast profile, by the digests results.lock.json compares (metrics without wall times, arrays)."""
     import importlib
 
@@ -95,7 +97,8 @@ def experiment_digests(name: str) -> dict[str, str]:
 
     torch.set_num_threads(TORCH_THREADS)
     module = importlib.import_module(f"genreport.experiments.{name}")
-    results = module.run(module.Config.fast(), "cpu")
+    config = apply_overrides(module.Config.fast(), {k: tomllib.loads(f"v = {v}")["v"] for k, _, v in (o.partition("=") for o in overrides)}, name)
+    results = module.run(config, "cpu")
     with tempfile.TemporaryDirectory() as scratch:
         arrays = Path(scratch) / "arrays.npz"
         np.savez(arrays, **results.arrays)
@@ -103,9 +106,9 @@ def experiment_digests(name: str) -> dict[str, str]:
                 f"{name} (fast) arrays": lock.arrays_digest(arrays)[:12]}
 
 
-def run(cpu: str | None, experiment: str | None, settings: dict[str, str | None]) -> dict[str, str]:
+def run(cpu: str | None, experiment: str | None, overrides: list[str], settings: dict[str, str | None]) -> dict[str, str]:
     """The probe in a fresh process with the settings, natively (cpu None) or on an emulated processor."""
-    command = [sys.executable, __file__, "--child"] + (["--experiment", experiment] if experiment else [])
+    command = [sys.executable, __file__, "--child"] + (["--experiment", experiment, "--override", *overrides] if experiment else [])
     if cpu:
         command = ["qemu-x86_64", "-cpu", cpu, *command]
     env = {**os.environ, **{k: v for k, v in settings.items() if v is not None}}
@@ -121,13 +124,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cpus", nargs="+", default=["Haswell", "EPYC"], help="QEMU processor models (qemu-x86_64 -cpu help)")
     parser.add_argument("--experiment", choices=["gan", "vae", "scaling", "diffusion"], help="also compare this experiment's fast profile")
+    parser.add_argument("--override", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="change the experiment's fast profile (a TOML value: deslant=false)")
     parser.add_argument("--numerics", choices=NUMERICS, default="fast", help="the build's setting to start from (report.toml)")
     parser.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE",
                         help="try another setting in place of the chosen one (an empty VALUE leaves the variable unset)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps({**probe(), **(experiment_digests(args.experiment) if args.experiment else {})}))
+        print(json.dumps({**probe(), **(experiment_digests(args.experiment, args.override) if args.experiment else {})}))
         return 0
     if shutil.which("qemu-x86_64") is None:
         print("crosscpu needs QEMU's user-mode emulator: apt-get install qemu-user", file=sys.stderr)
@@ -139,7 +144,7 @@ def main() -> int:
     shown = " ".join(f"{k}={v}" for k, v in settings.items() if v is not None)
     print(f"settings: {shown}; emulating {', '.join(args.cpus)} (minutes each)", flush=True)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        runs = dict(zip(["native", *args.cpus], pool.map(lambda cpu: run(cpu, args.experiment, settings), [None, *args.cpus])))
+        runs = dict(zip(["native", *args.cpus], pool.map(lambda cpu: run(cpu, args.experiment, args.override, settings), [None, *args.cpus])))
     names = list(runs["native"])
     print(f"\n| operation | native | {' | '.join(args.cpus)} |\n|---|---|{'---|' * len(args.cpus)}")
     for name in names:
