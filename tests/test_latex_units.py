@@ -229,3 +229,19 @@ def test_citations_become_numbered_natbib_citations_whether_bracketed_or_in_the_
     latex = content.pandoc_to_latex(Path("x.md"), "As @kaplan2020 show [@hoffmann2022; @brown2020]; see @fig:gan-ring.\n").latex
     assert "\\citep{kaplan2020}" in latex and "\\citep{hoffmann2022, brown2020}" in latex
     assert "\\citet" not in latex and "\\Cref{fig:gan-ring}" in latex
+
+
+def test_bibtex_runs_when_the_citations_change_and_never_for_a_document_without_any(tmp_path: Path) -> None:
+    runner = texrun.Runner(tmp_path, "0", 120)
+    (tmp_path / "refs.bib").write_text("@misc{a, title = {A title}, author = {Some Author}, year = {2020}}\n")
+    document = ("\\documentclass{article}\n\\usepackage[numbers]{natbib}\n\\begin{document}\nSome text%s.\n"
+                "\\bibliographystyle{unsrturl}\n\\bibliography{refs}\n\\end{document}\n")
+
+    def typeset_with(citation: str) -> texrun.PassesOutcome:
+        (tmp_path / "report.tex").write_text(document % citation)
+        return texrun.typeset(runner, "pdflatex", lambda: BuildError("LaTeX failed"), tmp_path / "report")
+
+    assert typeset_with("").bibtex_runs == 0 and not (tmp_path / "report.bbl").exists()  # BibTeX would stop with an error
+    assert typeset_with(" \\citep{a}").bibtex_runs == 1 and "Some Author" in (tmp_path / "report.bbl").read_text()
+    assert typeset_with(" \\citep{a}").bibtex_runs == 0  # same citations, same .bib: the .bbl is kept
+    assert typeset_with("").bibtex_runs == 0 and not (tmp_path / "report.bbl").exists()
