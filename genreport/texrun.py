@@ -94,16 +94,17 @@ def read_log(log: Path) -> str:
 
 
 def first_error(log_text: str, in_file: str | None = None) -> LogError | None:
-    """The first `file:line: message` error (with `in_file`, the first in that file), else the first
-    `! message`; None when the log has neither."""
+    """The first error of the log: a `file:line: message` (with `in_file`, only one in that file) or a
+    `! message` without a place, whichever comes first (a bare error before a located "Emergency stop"
+    is its cause); None when the log has neither."""
     located = next((m for m in LOCATED_ERROR.finditer(log_text) if in_file is None or m.group(1) == in_file), None)
-    if located:
+    bare = BARE_ERROR.search(log_text)
+    if located and (bare is None or located.start() < bare.start()):
         file, line, message, end = located.group(1), int(located.group(2)), located.group(3), located.end()
-    else:
-        bare = BARE_ERROR.search(log_text)
-        if bare is None:
-            return None
+    elif bare:
         file, line, message, end = None, None, bare.group(1), bare.end()
+    else:
+        return None
     context = STOPPED_AT.search(log_text[end:])
     return LogError(message.strip(), file, line, context.group(1) if context else "")
 

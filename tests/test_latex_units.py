@@ -204,6 +204,8 @@ def test_the_first_error_of_a_log_is_read_with_its_file_line_and_context() -> No
     assert texrun.first_error(log, in_file="report.tex") == texrun.LogError(
         "Undefined control sequence.", "report.tex", 9, "The loss is \\oops")
     assert texrun.first_error("! Emergency stop.\n", in_file="report.tex") == texrun.LogError("Emergency stop.", None, None, "")
+    preamble = "! LaTeX Error: Option clash for package xcolor.\nl.4 \\begin{document}\n./report.tex:4: Emergency stop.\n"
+    assert texrun.first_error(preamble, in_file="report.tex").message == "LaTeX Error: Option clash for package xcolor."
     assert texrun.first_error("This is pdfTeX\nOutput written on report.pdf (1 page).\n") is None
 
 
