@@ -120,3 +120,18 @@ def test_cpu_workers_are_pinned_to_avx2_kernels_on_x86_with_avx2(monkeypatch: py
     monkeypatch.setattr(experiments, "_has_avx2", lambda: True)
     monkeypatch.setattr(experiments.platform, "machine", lambda: "aarch64")
     assert experiments.numerics("cpu") == {}
+
+
+def test_the_numerics_setting_of_report_toml_reaches_the_cache_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from genreport.config import load
+    from genreport.paths import ROOT
+
+    monkeypatch.setattr(experiments.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(experiments, "_has_avx2", lambda: True)
+    config = load(ROOT / "report.toml")
+    fast = experiments.key_inputs("diffusion", dataclasses.replace(config, numerics="fast"), "fast", "cpu")
+    portable = experiments.key_inputs("diffusion", dataclasses.replace(config, numerics="portable"), "fast", "cpu")
+    assert fast["numerics"]["MKL_CBWR"] == "AVX2" and portable["numerics"]["MKL_CBWR"] == "COMPATIBLE"
+    assert experiments.cache_key(fast) != experiments.cache_key(portable)
