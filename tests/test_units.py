@@ -232,7 +232,8 @@ def test_pdf_text_sees_what_the_checklist_looks_for(tmp_path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with matplotlib.rc_context({"pdf.fonttype": 42}):
+    # DejaVu has a glyph for U+FFFD; the report's figures use Computer Modern (set by genreport.plots), which has none.
+    with matplotlib.rc_context({"pdf.fonttype": 42, "font.family": "DejaVu Sans", "mathtext.fontset": "dejavusans"}):
         figure = plt.figure()
         figure.text(0.1, 0.6, "EXPERIMENT 1")
         figure.text(0.1, 0.4, "See Figure ?? and a broken \ufffd character")
