@@ -14,6 +14,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import platform
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +73,18 @@ def headline(name: str, metrics: dict[str, Any]) -> dict[str, Any]:
     return numbers
 
 
+@functools.cache
+def processor() -> dict[str, str]:
+    """The processor's vendor and model, as Linux names them (the architecture elsewhere): not part of any
+    digest, but what explains a rebuild's other digits when the numerics follow the vendor."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        cpuinfo = ""
+    fields = dict(re.findall(r"^(vendor_id|model name)\s*:\s*(.*?)\s*$", cpuinfo, re.MULTILINE)[:2])
+    return {"vendor": fields.get("vendor_id", platform.machine()), "model": fields.get("model name", platform.processor() or "unknown")}
+
+
 def record_of(name: str, results_dir: Path, key_inputs: dict[str, Any]) -> dict[str, Any]:
     metrics = json.loads((results_dir / f"{name}.json").read_text())
     return {
@@ -78,6 +92,7 @@ def record_of(name: str, results_dir: Path, key_inputs: dict[str, Any]) -> dict[
         "metrics_digest": metrics_digest(metrics),
         "arrays_digest": arrays_digest(results_dir / f"{name}.npz"),
         "headline": headline(name, metrics),
+        "processor": processor(),
     }
 
 
@@ -189,4 +204,18 @@ def compare(lock_file: Path, profile: str, current: dict[str, dict[str, Any]]) -
         report.extend(f"  {name}: {line}" for line in _differences(then, now))
     if not report:
         return [f"results: identical to {lock_file.name} ({profile} profile, {len(current)} experiments)"]
-    return [f"results: differ from {lock_file.name} ({profile} profile):", *report]
+    return [f"results: differ from {lock_file.name} ({profile} profile):", *report, *_other_processor(records, current)]
+
+
+def _other_processor(records: dict[str, Any], current: dict[str, dict[str, Any]]) -> list[str]:
+    """A line naming the processor the lock was recorded on when it is another vendor's: with the "fast"
+    numerics MKL computes differently on Intel and AMD processors, and "portable" is the remedy."""
+    then = next((r.get("processor") for r in records.values() if isinstance(r, dict) and isinstance(r.get("processor"), dict)), None)
+    now = next(iter(current.values()), {}).get("processor")
+    if not then or not now or then.get("vendor") == now.get("vendor"):
+        return []
+    line = f"  recorded on {then.get('model')} ({then.get('vendor')}), rebuilt on {now.get('model')} ({now.get('vendor')})"
+    fast = any(r["key_inputs"].get("numerics", {}).get("MKL_CBWR") == "AVX2" for r in current.values())
+    if fast:
+        line += ': with numerics = "fast" MKL computes differently on another vendor\'s processor; numerics = "portable" in report.toml gives both the same bits (README, Same numbers on every machine)'
+    return [line]

@@ -135,3 +135,18 @@ def test_the_numerics_setting_of_report_toml_reaches_the_cache_key(monkeypatch: 
     portable = experiments.key_inputs("diffusion", dataclasses.replace(config, numerics="portable"), "fast", "cpu")
     assert fast["numerics"]["MKL_CBWR"] == "AVX2" and portable["numerics"]["MKL_CBWR"] == "COMPATIBLE"
     assert experiments.cache_key(fast) != experiments.cache_key(portable)
+
+
+def test_a_lock_from_another_vendors_processor_is_named_with_the_remedy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_results(tmp_path)
+    lock_file = tmp_path / "results.lock.json"
+    inputs = {**INPUTS, "numerics": {"MKL_CBWR": "AVX2"}}
+    monkeypatch.setattr(lock, "processor", lambda: {"vendor": "GenuineIntel", "model": "Intel Xeon"})
+    lock.write(lock_file, "fast", records(tmp_path, inputs))
+    write_results(tmp_path, hq=0.92)
+    monkeypatch.setattr(lock, "processor", lambda: {"vendor": "AuthenticAMD", "model": "AMD EPYC"})
+    verdict = "\n".join(lock.compare(lock_file, "fast", records(tmp_path, inputs)))
+    assert "recorded on Intel Xeon (GenuineIntel), rebuilt on AMD EPYC (AuthenticAMD)" in verdict
+    assert 'numerics = "portable"' in verdict
+    monkeypatch.setattr(lock, "processor", lambda: {"vendor": "GenuineIntel", "model": "Intel Core"})
+    assert "recorded on" not in "\n".join(lock.compare(lock_file, "fast", records(tmp_path, inputs)))  # same vendor
