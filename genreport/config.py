@@ -17,7 +17,8 @@ from genreport.errors import BuildError
 
 PROFILES = ("default", "fast")
 # How the experiments' CPU kernels are pinned (genreport.experiments.numerics): "fast" gives the same bits
-# on machines of the author's vendor; "portable" on Intel and AMD alike, at about twice the run time.
+# on machines of the author's vendor; "portable" on Intel and AMD alike as far as emulation shows, at 1.8
+# times the experiments' run time (README, Same numbers on every machine).
 NUMERICS = ("fast", "portable")
 
 

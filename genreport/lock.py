@@ -82,7 +82,8 @@ def processor() -> dict[str, str]:
     except OSError:
         cpuinfo = ""
     fields = dict(re.findall(r"^(vendor_id|model name)\s*:\s*(.*?)\s*$", cpuinfo, re.MULTILINE)[:2])
-    return {"vendor": fields.get("vendor_id", platform.machine()), "model": fields.get("model name", platform.processor() or "unknown")}
+    # Without /proc/cpuinfo the vendor is unknown (""), and no comparison of vendors is made.
+    return {"vendor": fields.get("vendor_id", ""), "model": fields.get("model name", platform.processor() or platform.machine())}
 
 
 def record_of(name: str, results_dir: Path, key_inputs: dict[str, Any]) -> dict[str, Any]:
@@ -173,10 +174,14 @@ def _differences(locked: dict[str, Any], current: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _shown_value(table: dict[str, Any], entry: str) -> str:
+    return repr(table[entry]) if entry in table else "unset"
+
+
 def _changes(key: str, then: object, now: object) -> list[str]:
     """`key then -> now`; for a table (numerics, overrides) only its entries that changed."""
     if isinstance(then, dict) and isinstance(now, dict):
-        return [f"{key} {entry} {then.get(entry, 'unset')!r} -> {now.get(entry, 'unset')!r}"
+        return [f"{key} {entry} {_shown_value(then, entry)} -> {_shown_value(now, entry)}"
                 for entry in sorted(set(then) | set(now)) if then.get(entry) != now.get(entry)]
     return [f"{key} {then!r} -> {now!r}"]
 
@@ -212,10 +217,11 @@ def _other_processor(records: dict[str, Any], current: dict[str, dict[str, Any]]
     numerics MKL computes differently on Intel and AMD processors, and "portable" is the remedy."""
     then = next((r.get("processor") for r in records.values() if isinstance(r, dict) and isinstance(r.get("processor"), dict)), None)
     now = next(iter(current.values()), {}).get("processor")
-    if not then or not now or then.get("vendor") == now.get("vendor"):
+    vendors = [p.get("vendor") if isinstance(p, dict) else None for p in (then, now)]
+    if not all(isinstance(vendor, str) and vendor for vendor in vendors) or vendors[0] == vendors[1]:
         return []
-    line = f"  recorded on {then.get('model')} ({then.get('vendor')}), rebuilt on {now.get('model')} ({now.get('vendor')})"
-    fast = any(r["key_inputs"].get("numerics", {}).get("MKL_CBWR") == "AVX2" for r in current.values())
-    if fast:
-        line += ': with numerics = "fast" MKL computes differently on another vendor\'s processor; numerics = "portable" in report.toml gives both the same bits (README, Same numbers on every machine)'
+    line = f"  recorded on {then.get('model')} ({vendors[0]}), rebuilt on {now.get('model')} ({vendors[1]})"
+    if any(r["key_inputs"].get("numerics", {}).get("MKL_CBWR") == "AVX2" for r in current.values()):
+        line += (': with numerics = "fast" MKL computes differently on the two vendors\' processors; for the same bits on both,'
+                 ' the author sets numerics = "portable" in report.toml and records the lock again (README, Same numbers on every machine)')
     return [line]

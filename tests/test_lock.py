@@ -59,7 +59,7 @@ def test_other_numerics_are_named_by_the_setting_that_changed(tmp_path: Path) ->
     verdict = "\n".join(lock.compare(lock_file, "fast", records(tmp_path, {**INPUTS, "numerics": {**pinned, "MKL_CBWR": "COMPATIBLE"}})))
     assert "made differently: numerics MKL_CBWR 'AVX2' -> 'COMPATIBLE'" in verdict and "ATEN" not in verdict
     verdict = "\n".join(lock.compare(lock_file, "fast", records(tmp_path, {**INPUTS, "numerics": {}})))  # a machine without AVX2
-    assert "numerics ATEN_CPU_CAPABILITY 'avx2' -> 'unset', numerics MKL_CBWR 'AVX2' -> 'unset'" in verdict
+    assert "numerics ATEN_CPU_CAPABILITY 'avx2' -> unset, numerics MKL_CBWR 'AVX2' -> unset" in verdict
 
 
 def test_different_arrays_with_equal_headlines_are_not_called_identical(tmp_path: Path) -> None:
@@ -150,3 +150,10 @@ def test_a_lock_from_another_vendors_processor_is_named_with_the_remedy(tmp_path
     assert 'numerics = "portable"' in verdict
     monkeypatch.setattr(lock, "processor", lambda: {"vendor": "GenuineIntel", "model": "Intel Core"})
     assert "recorded on" not in "\n".join(lock.compare(lock_file, "fast", records(tmp_path, inputs)))  # same vendor
+    monkeypatch.setattr(lock, "processor", lambda: {"vendor": "", "model": "arm64"})  # no /proc/cpuinfo: vendor unknown
+    assert "recorded on" not in "\n".join(lock.compare(lock_file, "fast", records(tmp_path, inputs)))
+    document = json.loads(lock_file.read_text())
+    document["profiles"]["fast"]["gan"]["processor"] = {"vendor": ["edited"]}  # a hand-edited lock
+    lock_file.write_text(json.dumps(document))
+    monkeypatch.setattr(lock, "processor", lambda: {"vendor": "AuthenticAMD", "model": "AMD EPYC"})
+    assert "recorded on" not in "\n".join(lock.compare(lock_file, "fast", records(tmp_path, inputs)))

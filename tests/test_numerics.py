@@ -1,4 +1,4 @@
-"""The experiments stay off the operations whose bits follow the processor (VENDOR_DEPENDENT_OPS)."""
+"""The experiments stay off the operations whose bits follow the processor (PROCESSOR_DEPENDENT_OPS)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from genreport.experiments import EXPERIMENTS, VENDOR_DEPENDENT_OPS
+from genreport.experiments import EXPERIMENTS, PROCESSOR_DEPENDENT_OPS
 
 
 class VendorDependentCalls(TorchDispatchMode):
@@ -20,8 +20,10 @@ class VendorDependentCalls(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func._schema.name
-        if name in VENDOR_DEPENDENT_OPS or (name == "aten::pow" and len(args) > 1 and args[1] == 0.5):
-            self.seen.add(name if name != "aten::pow" else "aten::pow(x, 0.5)")
+        if name in PROCESSOR_DEPENDENT_OPS:
+            self.seen.add(name)
+        elif name in ("aten::pow", "aten::pow_") and len(args) > 1 and isinstance(args[1], float) and args[1] == 0.5:
+            self.seen.add(f"{name}(x, 0.5)")  # ATen computes it as a square root
         return func(*args, **(kwargs or {}))
 
 
@@ -32,8 +34,11 @@ def test_the_guard_sees_what_it_is_meant_to_see() -> None:
         parameter.sum().backward()
         optimizer.step()
         torch.cdist(torch.rand(3, 2), torch.rand(4, 2))
-        torch.rand(3).pow(0.5)
-    assert {"aten::sqrt", "aten::_cdist_forward", "aten::pow(x, 0.5)"} <= calls.seen
+        torch.cdist(torch.rand(30, 2), torch.rand(40, 2))  # above 25 rows it takes the matrix-product path
+        torch.rand(3).pow(0.5), torch.rand(3).pow_(0.5), torch.rand(3).atan(), torch.rand(3).log10()
+        torch.rand(3).pow(torch.rand(3)), torch.rand(3).pow(2)  # other exponents are not square roots
+    assert calls.seen == {"aten::sqrt", "aten::_cdist_forward", "aten::_euclidean_dist", "aten::pow(x, 0.5)",
+                          "aten::pow_(x, 0.5)", "aten::atan", "aten::log10"}
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)

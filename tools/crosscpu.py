@@ -126,11 +126,13 @@ def main() -> int:
     parser.add_argument("--experiment", choices=["gan", "vae", "scaling", "diffusion"], help="also compare this experiment's fast profile")
     parser.add_argument("--override", nargs="*", default=[], metavar="NAME=VALUE",
                         help="change the experiment's fast profile (a TOML value: deslant=false)")
-    parser.add_argument("--numerics", choices=NUMERICS, default="fast", help="the build's setting to start from (report.toml)")
+    parser.add_argument("--numerics", choices=NUMERICS, default="fast", help="which of report.toml's settings to start from (default fast)")
     parser.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE",
                         help="try another setting in place of the chosen one (an empty VALUE leaves the variable unset)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.override and not args.experiment:
+        parser.error("--override changes an experiment: name it with --experiment")
     if args.child:
         print(json.dumps({**probe(), **(experiment_digests(args.experiment, args.override) if args.experiment else {})}))
         return 0

@@ -11,13 +11,14 @@ small models use a core better on their own than two threads share two cores.
 
 One thread removes the core count from the arithmetic but not the CPU: MKL, ATen's vectorised kernels
 and oneDNN each pick a code path per CPU (AVX-512 on one machine, AVX2 on another), and the paths round
-differently. On x86-64 with AVX2 the workers pin all three to their AVX2 path before torch is imported
-(`PINNED_NUMERICS`). ATen and oneDNN then compute the same bits on every such machine; MKL honours its
+differently. On x86-64 with AVX2 (Linux) the workers pin them to their AVX2 paths before torch is imported
+(`PINNED_NUMERICS`, with numpy's OpenBLAS and loops). ATen's own kernels and oneDNN then computed the same
+bits on every processor we could emulate; MKL honours its
 AVX2 branch on Intel processors only, so Intel and AMD machines still differ in MKL's matrix products
 and vector math, unless report.toml asks for `numerics = "portable"` (MKL's branch without vector
 extensions, about twice the run time; measured under emulation: tools/crosscpu.py, README "Same numbers
 on every machine"). Either way the experiments stay off the few operations that differ whatever MKL is
-told (`VENDOR_DEPENDENT_OPS`).
+told (`PROCESSOR_DEPENDENT_OPS`).
 """
 
 from __future__ import annotations
@@ -56,15 +57,18 @@ PINNED_NUMERICS = {
     # both giving other bits on an AVX2 processor than here; pinned, they agree.
     "OPENBLAS_CORETYPE": "Haswell", "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
 }
-# MKL's branch without vector extensions is the one it computes alike on Intel and AMD processors (make
-# crosscpu); its matrix products take about twice as long, so it is the build's option, not its default.
+# MKL's branch without vector extensions is the one it computed alike on emulated Intel and AMD processors
+# (make crosscpu); the experiment stage takes 1.8 times as long with it, so it is an option, not the default.
 PORTABLE_NUMERICS = {**PINNED_NUMERICS, "MKL_CBWR": "COMPATIBLE"}
-# ATen operations whose CPU kernels hand the work to MKL's vector functions and gave other bits on
-# another processor whatever MKL_CBWR said (make crosscpu). The experiments do without them (square
-# roots by numpy, squared distances, the fused Adam); tests/test_numerics.py holds them to it.
-VENDOR_DEPENDENT_OPS = frozenset({
+# ATen operations whose CPU kernels hand the work to MKL's vector functions and gave other bits on an
+# emulated processor than on this one whatever MKL_CBWR said (make crosscpu): whether real Intel and AMD
+# processors agree on them, emulation cannot tell, so the experiments do without them (square roots by
+# numpy, squared distances, the fused Adam); tests/test_numerics.py holds them to it. pow(x, 0.5) is a
+# square root too (the test checks its exponent); cdist reaches the dispatcher as _cdist_forward or
+# _euclidean_dist.
+PROCESSOR_DEPENDENT_OPS = frozenset({
     "aten::sqrt", "aten::sqrt_", "aten::_foreach_sqrt", "aten::_foreach_sqrt_", "aten::atan", "aten::atan_",
-    "aten::log10", "aten::log10_", "aten::cdist", "aten::_cdist_forward", "aten::_euclidean_dist",
+    "aten::log10", "aten::log10_", "aten::_cdist_forward", "aten::_euclidean_dist",
 })
 
 
