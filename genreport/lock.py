@@ -14,14 +14,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import platform
-import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from genreport import cache, paths
+from genreport.experiments import processor  # reads /proc/cpuinfo with the numerics' own check
 
 FORMAT = 1
 # Fields that say how a result was made, not what it is; differences in them are not differences in results.
@@ -71,19 +70,6 @@ def headline(name: str, metrics: dict[str, Any]) -> dict[str, Any]:
             continue
         numbers[dotted] = value
     return numbers
-
-
-@functools.cache
-def processor() -> dict[str, str]:
-    """The processor's vendor and model, as Linux names them (the architecture elsewhere): not part of any
-    digest, but what explains a rebuild's other digits when the numerics follow the vendor."""
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        cpuinfo = ""
-    fields = dict(re.findall(r"^(vendor_id|model name)\s*:\s*(.*?)\s*$", cpuinfo, re.MULTILINE)[:2])
-    # Without /proc/cpuinfo the vendor is unknown (""), and no comparison of vendors is made.
-    return {"vendor": fields.get("vendor_id", ""), "model": fields.get("model name", platform.processor() or platform.machine())}
 
 
 def record_of(name: str, results_dir: Path, key_inputs: dict[str, Any]) -> dict[str, Any]:

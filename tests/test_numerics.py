@@ -11,7 +11,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from genreport.experiments import EXPERIMENTS, PROCESSOR_DEPENDENT_OPS
 
 
-class VendorDependentCalls(TorchDispatchMode):
+class ProcessorDependentCalls(TorchDispatchMode):
     """Records each ATen call (forward and backward) that MKL's vector functions would compute."""
 
     def __init__(self) -> None:
@@ -28,7 +28,7 @@ class VendorDependentCalls(TorchDispatchMode):
 
 
 def test_the_guard_sees_what_it_is_meant_to_see() -> None:
-    with VendorDependentCalls() as calls:
+    with ProcessorDependentCalls() as calls:
         parameter = torch.nn.Parameter(torch.rand(8))
         optimizer = torch.optim.Adam([parameter])  # the per-tensor Adam takes a square root
         parameter.sum().backward()
@@ -42,8 +42,8 @@ def test_the_guard_sees_what_it_is_meant_to_see() -> None:
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_experiment_avoids_vendor_dependent_operations(name: str) -> None:
+def test_experiment_avoids_processor_dependent_operations(name: str) -> None:
     module = importlib.import_module(f"genreport.experiments.{name}")
-    with VendorDependentCalls() as calls:
+    with ProcessorDependentCalls() as calls:
         module.run(module.Config.fast(), "cpu")
     assert not calls.seen, f"{name} calls {sorted(calls.seen)}: their bits differ between processors (make crosscpu)"

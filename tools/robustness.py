@@ -1,8 +1,9 @@
 """`make robustness`: do the experiments' bars hold on other machines' kernel paths and other seeds?
 
 The build pins MKL, ATen and oneDNN (MKL to its AVX2 branch with `numerics = "fast"`, to its branch
-without vector extensions with "portable"), so that machines like the author's compute the same bits. A machine without AVX2, an ARM
-machine, a GPU or a future torch computes other bits; this grid stands in for them. Each cell runs one experiment in a fresh process (one torch thread) with one
+without vector extensions with "portable"), so that machines like the author's compute the same bits.
+A machine without AVX2, an ARM machine, a GPU or a future torch computes other bits; this grid stands
+in for them. Each cell runs one experiment in a fresh process (one torch thread) with one
 kernel setting and one seed, and the table gives min / median / max of every metric that has a bar,
 with the number of runs that miss it. It takes long (the default profile, every cell); it is not a test.
 

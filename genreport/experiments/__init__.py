@@ -16,7 +16,7 @@ differently. On x86-64 with AVX2 (Linux) the workers pin them to their AVX2 path
 bits on every processor we could emulate; MKL honours its
 AVX2 branch on Intel processors only, so Intel and AMD machines still differ in MKL's matrix products
 and vector math, unless report.toml asks for `numerics = "portable"` (MKL's branch without vector
-extensions, about twice the run time; measured under emulation: tools/crosscpu.py, README "Same numbers
+extensions, 1.8 times the experiment stage's run time; measured under emulation: tools/crosscpu.py, README "Same numbers
 on every machine"). Either way the experiments stay off the few operations that differ whatever MKL is
 told (`PROCESSOR_DEPENDENT_OPS`).
 """
@@ -153,12 +153,23 @@ def resolve_device_name(requested: str) -> str:
 
 
 @functools.cache  # read once per build, not once per experiment
-def _has_avx2() -> bool:
+def _cpuinfo() -> str:
     try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return bool(re.search(r"^flags\s*:.*\bavx2\b", cpuinfo, re.MULTILINE))
+        return Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:  # not Linux
+        return ""
+
+
+def _has_avx2() -> bool:
+    return bool(re.search(r"^flags\s*:.*\bavx2\b", _cpuinfo(), re.MULTILINE))
+
+
+def processor() -> dict[str, str]:
+    """The processor's vendor and model, as Linux names them: not part of any key, but what explains a
+    rebuild's other digits when the numerics follow the vendor (results.lock.json records it)."""
+    fields = dict(re.findall(r"^(vendor_id|model name)\s*:\s*(.*?)\s*$", _cpuinfo(), re.MULTILINE)[:2])
+    # Without /proc/cpuinfo the vendor is unknown (""), and no comparison of vendors is made.
+    return {"vendor": fields.get("vendor_id", ""), "model": fields.get("model name", platform.processor() or platform.machine())}
 
 
 def numerics(device: str, mode: str = "fast") -> dict[str, str]:
