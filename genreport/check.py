@@ -154,13 +154,15 @@ def _figure_and_reference_items(text: str, flat: str, manifest: dict | None) -> 
             if listed else Item(f"at least {MIN_REFERENCES} references listed", None, "no numbered bibliography found"),
             Item("bibliography lists every cited work", max(cited_numbers) <= listed, f"citations up to [{max(cited_numbers)}], {listed} listed")
             if cited_numbers and listed else Item("bibliography lists every cited work", None, "no numbered citations found"),
-            *(Item(name, None, NO_MANIFEST) for name in ("four exercise headings", "figure and table captions as built")),
+            *(Item(name, None, NO_MANIFEST) for name in ("the assignment's exercise headings", "figure and table captions as built")),
         ]
     items = []
-    headings = manifest.get("exercise_headings", [])
-    items.append(Item("four exercise headings", len(headings) == 4 and all(h for h in headings), f"{len(headings)} found"))
-    for index, heading in enumerate(headings, start=1):
-        items.append(Item(f"exercise {index}: {heading}", normalise(f"{index}{heading}") in flat))
+    # The exercises the project's report.toml declares, with the section numbers the build gave them
+    # (a manifest from before exercises were declared lists the four headings alone, numbered 1 to 4).
+    exercises = manifest.get("exercises") or [{"number": i, "title": t} for i, t in enumerate(manifest.get("exercise_headings", []), 1)]
+    items.append(Item("the assignment's exercise headings", all(e.get("title") for e in exercises), f"{len(exercises)} declared"))
+    for index, exercise in enumerate(exercises, start=1):
+        items.append(Item(f"exercise {index}: {exercise['title']}", normalise(f"{exercise['number']}{exercise['title']}") in flat))
     captions = manifest.get("figure_captions", []) + manifest.get("diagram_captions", [])
     for caption in captions:
         probe = normalise(caption)[:60]
@@ -168,9 +170,9 @@ def _figure_and_reference_items(text: str, flat: str, manifest: dict | None) -> 
     items.append(Item("every figure numbered and captioned", len(figure_labels) == len(captions), f"{len(figure_labels)} of {len(captions)}"))
     for caption in manifest.get("table_captions", []):
         items.append(Item(f"table caption: {caption[:50]}...", normalise(caption)[:60] in flat))
-    cited = len(manifest.get("cited_keys", []))
-    items.append(Item(f"at least {MIN_REFERENCES} references cited", cited >= MIN_REFERENCES, f"{cited} cited"))
-    items.append(Item("bibliography lists every cited work", listed >= cited and listed > 0, f"{listed} entries"))
+    cited, wanted = len(manifest.get("cited_keys", [])), manifest.get("min_references", MIN_REFERENCES)
+    items.append(Item(f"at least {wanted} references cited", cited >= wanted, f"{cited} cited"))
+    items.append(Item("bibliography lists every cited work", listed >= cited and (listed > 0 or cited == 0), f"{listed} entries"))
     return items
 
 

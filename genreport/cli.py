@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fast", action="store_true", help="reduced-budget profile for tests and quick drafts")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where experiments run (default: auto)")
     parser.add_argument("--force", nargs="?", const="all", metavar="STAGE|EXPERIMENT",
-                        help="recompute on purpose: all stages, one stage, or one experiment (gan, vae, scaling, diffusion)")
+                        help="recompute on purpose: all stages, one stage, or one experiment (by its module's name in experiments/)")
     parser.add_argument("--record", action="store_true",
                         help="write this build's experiment results into results.lock.json (commit it with your sources)")
     parser.add_argument("--strict", action="store_true",
@@ -97,8 +97,6 @@ def run(args: argparse.Namespace) -> int:
 
     from genreport import config as config_module
     from genreport import explain
-    from genreport.experiments import EXPERIMENTS
-
     cfg = config_module.load(args.config)
     profile = "fast" if args.fast else "default"
     force = args.force or ""
@@ -108,7 +106,11 @@ def run(args: argparse.Namespace) -> int:
     with build_lock():
         from genreport import experiments
 
-        forced = set(EXPERIMENTS) if force in ("all", "experiments") else {force} & set(EXPERIMENTS)
+        names = set(experiments.discover())
+        if force and force not in ("all", *STAGES, *names):
+            raise BuildError(f"--force {force}: no such stage or experiment",
+                             hint=f"stages: {', '.join(STAGES)}; experiments: {', '.join(sorted(names)) or 'none'}")
+        forced = names if force in ("all", "experiments") else {force} & names
         stage = experiments.run_all(cfg, profile, args.device, forced)
         for outcome in stage.experiments:
             summary.append((f"experiment {outcome.name}", "reused" if outcome.reused else "ran", outcome.seconds))
@@ -118,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         if last >= 1:
             from genreport import figures
 
-            drawn = figures.draw_all(force=force in ("all", "figures"))
+            drawn = figures.draw_all(force=force in ("all", "figures"), experiments=names)
             redrawn = [name for name, reused, _ in drawn if not reused]
             summary.append((f"figures ({len(drawn)})", f"redrew {len(redrawn)}" if redrawn else "reused", sum(s for *_, s in drawn)))
         pages, warnings, text = None, [], None

@@ -1,4 +1,4 @@
-"""report.toml: the title block the student fills in and the experiment profiles.
+"""report.toml: the title block the student fills in, the assignment's exercises, and the experiment profiles.
 
 Parsed with tomllib and checked by hand against the dataclass below, so that a missing or mistyped
 value is reported with its file and line instead of surfacing later as a LaTeX or Python error.
@@ -16,6 +16,9 @@ from typing import Any
 from genreport.errors import BuildError
 
 PROFILES = ("default", "fast")
+# The tables report.toml may hold and the keys each knows; anything else is a typo, reported at its line.
+TABLES = {"report": None, "assignment": {"exercises", "min_references"}, "build": {"seed", "numerics"}, "profile": None}
+MIN_REFERENCES = 15  # the checklist's default when [assignment] does not say
 # How the experiments' CPU kernels are pinned (genreport.experiments.numerics): "fast" gives the same bits
 # on machines of the author's vendor; "portable" on Intel and AMD alike as far as emulation shows, at 1.8
 # times the experiments' run time (README, Same numbers on every machine).
@@ -33,12 +36,20 @@ class TitleBlock:
 
 
 @dataclass(frozen=True)
+class Exercise:
+    title: str  # the heading the report gives it (the first heading of one content file)
+    line: int | None  # where report.toml declares it, for errors
+
+
+@dataclass(frozen=True)
 class ReportConfig:
     title_block: TitleBlock
     seed: int
     profiles: dict[str, dict[str, dict[str, Any]]]  # profile -> experiment -> overrides
     source: Path
     numerics: str = "fast"  # one of NUMERICS
+    exercises: tuple[Exercise, ...] = ()
+    min_references: int = MIN_REFERENCES
 
     def overrides(self, profile: str, experiment: str) -> dict[str, Any]:
         return self.profiles.get(profile, {}).get(experiment, {})
@@ -47,6 +58,42 @@ class ReportConfig:
 def _line_of(text: str, key: str) -> int | None:
     match = re.search(rf"^\s*{re.escape(key)}\s*=", text, re.MULTILINE)
     return text.count("\n", 0, match.start()) + 1 if match else None
+
+
+def _check_keys(data: dict[str, Any], text: str, path: Path) -> None:
+    for table, value in data.items():
+        if table not in TABLES:
+            header = re.search(rf"^\s*\[\[?{re.escape(table)}[.\]]", text, re.MULTILINE)
+            raise BuildError(f"unknown table or key `{table}`; report.toml knows {', '.join(f'[{t}]' for t in TABLES)}", path=path,
+                             line=text.count("\n", 0, header.start()) + 1 if header else _line_of(text, table))
+        known = TABLES[table] if table != "report" else {field.name for field in fields(TitleBlock)}
+        if known is None or not isinstance(value, dict):
+            continue
+        for key in value:
+            if key not in known:
+                raise BuildError(f"[{table}] has no setting `{key}`; known: {', '.join(sorted(known))}", path=path,
+                                 line=_line_in_table(path, table, key))
+
+
+def _exercises(section: Any, text: str, path: Path) -> tuple[Exercise, ...]:
+    titles = section.get("exercises", [])
+    if not isinstance(titles, list) or not all(isinstance(t, str) and t.strip() for t in titles):
+        raise BuildError("`exercises` must be a list of the exercises' headings, in quotes", path=path,
+                         line=_line_of(text, "exercises"))
+    start = _line_of(text, "exercises") or 1
+    lines = text.splitlines()
+    exercises = []
+    for title in titles:
+        # The line that holds the title's string, searched from the `exercises =` line on.
+        found = next((number for number in range(start, len(lines) + 1) if f'"{title}"' in lines[number - 1]
+                      or f"'{title}'" in lines[number - 1]), None)
+        exercises.append(Exercise(title.strip(), found))
+    seen: dict[str, Exercise] = {}
+    for exercise in exercises:
+        if exercise.title.casefold() in seen:
+            raise BuildError(f"the exercise {exercise.title!r} is declared twice", path=path, line=exercise.line)
+        seen[exercise.title.casefold()] = exercise
+    return tuple(exercises)
 
 
 def load(path: Path) -> ReportConfig:
@@ -60,6 +107,7 @@ def load(path: Path) -> ReportConfig:
         line = re.search(r"line (\d+)", str(error))
         raise BuildError(f"not valid TOML: {error}", path=path, line=int(line.group(1)) if line else None) from None
 
+    _check_keys(data, text, path)
     section = data.get("report")
     if not isinstance(section, dict):
         raise BuildError("missing the [report] table with the title block", path=path)
@@ -88,7 +136,14 @@ def load(path: Path) -> ReportConfig:
     unknown = set(profiles) - set(PROFILES)
     if unknown:
         raise BuildError(f"unknown profile(s) {sorted(unknown)}; the profiles are {list(PROFILES)}", path=path)
-    return ReportConfig(TitleBlock(**values), seed, profiles, path, numerics)
+    assignment = data.get("assignment", {})
+    if not isinstance(assignment, dict):
+        raise BuildError("`assignment` must be a table: [assignment]", path=path, line=_line_of(text, "assignment"))
+    min_references = assignment.get("min_references", MIN_REFERENCES)
+    if not isinstance(min_references, int) or isinstance(min_references, bool) or min_references < 0:
+        raise BuildError(f"`min_references` must be a whole number, not {min_references!r}", path=path,
+                         line=_line_of(text, "min_references"))
+    return ReportConfig(TitleBlock(**values), seed, profiles, path, numerics, _exercises(assignment, text, path), min_references)
 
 
 def _line_in_table(source: Path | None, table: str, key: str) -> int | None:

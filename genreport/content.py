@@ -24,8 +24,8 @@ from genreport import cache, images, paths, versions
 from genreport.config import ReportConfig
 from genreport.errors import BuildError
 
-SECTIONS = ("aim", "1-foundations", "2-architectures", "3-applications", "4-scaling", "result")
-EXERCISES = SECTIONS[1:5]
+AIM, RESULT = "aim", "result"  # the lab record's first and last parts; every other report/*.md comes under OUTPUT
+SECTION_NUMBER = re.compile(r"^(\d+)(?=\D)")  # 1-foundations.md: its place among the sections
 BIBLIOGRAPHY = "references.bib"
 PANDOC_TIMEOUT_S = 30
 
@@ -79,7 +79,7 @@ def read_text(path: Path) -> str:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise BuildError("content file is missing", path=path, hint=f"the report needs {', '.join(s + '.md' for s in SECTIONS)}") from None
+        raise BuildError("content file is missing", path=path, hint=f"the report needs {AIM}.md and {RESULT}.md in report/") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -292,12 +292,68 @@ def load_results() -> dict[str, Any]:
 
 
 
+def section_files(content_dir: Path) -> list[Path]:
+    """The report's sections: aim.md, then the other Markdown files of report/ in the order of their file
+    names (a leading number in numeric order: 2-x.md before 10-y.md), then result.md."""
+    files = {path.stem: path for path in content_dir.glob("*.md")}
+    for part in (AIM, RESULT):
+        if part not in files:
+            raise BuildError(f"report/ has no {part}.md", path=content_dir / f"{part}.md",
+                             hint=f"the lab record has an {part.upper()} part: create {part}.md (it may be short)")
+    numbered: dict[int, Path] = {}
+    for path in files.values():
+        number = SECTION_NUMBER.match(path.stem)
+        if number is None:
+            continue
+        if int(number.group(1)) in numbered:
+            raise BuildError(f"two sections have the number {int(number.group(1))}: {numbered[int(number.group(1))].name} and {path.name}",
+                             path=path, hint="number each file of report/ once (1-..., 2-...): the numbers give their order")
+        numbered[int(number.group(1))] = path
+
+    def order(path: Path) -> tuple[float, str]:
+        number = SECTION_NUMBER.match(path.stem)
+        return (int(number.group(1)) if number else float("inf"), path.name)
+
+    middle = sorted((p for name, p in files.items() if name not in (AIM, RESULT)), key=order)
+    return [files[AIM], *middle, files[RESULT]]
+
+
+HEADING = re.compile(r"^#\s+(.+?)\s*(?:\{[^}]*\})?\s*#*\s*$", re.MULTILINE)
+
+
+def first_heading(markdown: str) -> str | None:
+    """The text of a file's first top-level heading (`# Title {#sec:x}`), outside fenced code."""
+    outside_code = re.sub(r"^(```|~~~).*?^\1", "", markdown, flags=re.MULTILINE | re.DOTALL)
+    match = HEADING.search(outside_code)
+    return match.group(1).strip() if match else None
+
+
+def match_exercises(config: ReportConfig, headings: dict[Path, str | None]) -> list[dict[str, Any]]:
+    """Each declared exercise with the section number LaTeX gives it; a declared exercise that no file of
+    report/ has as its first heading stops the build at its line in report.toml."""
+    from genreport.check import normalise
+
+    # Sections under OUTPUT are numbered 1, 2, ... by LaTeX in file order; AIM and RESULT are unnumbered.
+    numbered = [(path, heading) for path, heading in headings.items() if path.stem not in (AIM, RESULT) and heading]
+    found = []
+    for exercise in config.exercises:
+        match = next(((number, path) for number, (path, heading) in enumerate(numbered, start=1)
+                      if normalise(heading) == normalise(exercise.title)), None)
+        if match is None:
+            present = "; ".join(f"{path.name}: {heading!r}" for path, heading in numbered) or "none"
+            raise BuildError(f"the exercise {exercise.title!r} is declared, but no file of report/ has it as its first heading",
+                             path=config.source, line=exercise.line,
+                             hint=f"headings found: {present}. Write `# {exercise.title}` at the top of its file, or correct the title")
+        found.append({"number": match[0], "title": exercise.title, "file": match[1].name})
+    return found
+
+
 @dataclass(frozen=True)
 class Body:
     """Everything typesetting needs from the content: LaTeX per section, the preamble definitions the
     converted text relies on, the student's images, and what the grader's checklist compares against."""
 
-    sections: dict[str, str]  # LaTeX by section name (aim, foundations, ..., result)
+    sections: dict[str, str]  # LaTeX by content file name without .md, in the report's order (aim first, result last)
     preamble: str  # \\newunicodechar mappings and pandoc's code-highlighting macros
     bibliography: Path
     images: dict[str, Path]  # path inside build/tex -> the student's file under report/
@@ -309,11 +365,13 @@ def convert(config: ReportConfig, content_dir: Path = paths.CONTENT_DIR) -> Body
     """Read, check, fill in and convert every content file; the LaTeX body of the report."""
     bib_path = content_dir / BIBLIOGRAPHY
     bib_keys = bibliography_keys(bib_path)
-    raw = {path: read_text(path) for path in (content_dir / f"{name}.md" for name in SECTIONS)}
+    raw = {path: read_text(path) for path in section_files(content_dir)}
     cited = check_references(raw, bib_keys)
     check_bibliography_fields(bib_path, cited)
     results = load_results()
-    missing = {"gan", "vae", "scaling", "diffusion"} - set(results)
+    from genreport.experiments import discover
+
+    missing = set(discover()) - set(results)
     if missing:
         raise BuildError(f"results missing for {sorted(missing)}", path=paths.RESULTS_DIR, hint="run `python build.py experiments`")
     context = {**results, "report": config.title_block}
@@ -321,11 +379,13 @@ def convert(config: ReportConfig, content_dir: Path = paths.CONTENT_DIR) -> Body
     sections, figure_captions, table_captions, student_images = {}, [], [], {}
     macros, macros_file = highlighting_macros()
     conversions = {macros_file}
+    headings = {}
     for path, text in raw.items():
         markdown = render_markdown(path, text, context)
         check_characters(path, markdown)
+        headings[path] = first_heading(markdown)
         converted = pandoc_to_latex(path, markdown)
-        sections[path.stem.split("-")[-1]] = f"% source: {_shown(path)}\n" + converted.latex
+        sections[path.stem] = f"% source: {paths.shown(path)}\n" + converted.latex
         figure_captions += converted.recorded("figure")
         table_captions += converted.recorded("table")
         for src in converted.recorded("image"):
@@ -336,10 +396,12 @@ def convert(config: ReportConfig, content_dir: Path = paths.CONTENT_DIR) -> Body
     for stale in set(paths.PANDOC_CACHE_DIR.glob("*")) - conversions:  # earlier versions of the text
         stale.unlink(missing_ok=True)
 
-    exercise_titles = [re.search(r"\\section\{(.*?)\}\\label", sections[name.split("-")[-1]]) for name in EXERCISES]
+    exercises = match_exercises(config, headings)
     manifest = {
         "title_block": vars(config.title_block),
-        "exercise_headings": [_plain(m.group(1)) if m else "" for m in exercise_titles],
+        "exercise_headings": [exercise["title"] for exercise in exercises],
+        "exercises": exercises,
+        "min_references": config.min_references,
         "figure_captions": figure_captions,
         "diagram_captions": [m.group(4) for text in raw.values() for m in DIAGRAM.finditer(text) if m.group(4)],
         "table_captions": table_captions,
@@ -347,15 +409,3 @@ def convert(config: ReportConfig, content_dir: Path = paths.CONTENT_DIR) -> Body
     }
     unicode_definitions = "\n".join(rf"\newunicodechar{{{ch}}}{{{latex}}}" for ch, latex in UNICODE_LATEX.items())
     return Body(sections, f"{unicode_definitions}\n{macros}", bib_path, student_images, images.TEX_SUBDIR, manifest)
-
-
-def _shown(path: Path) -> str:
-    """The path the source marker in report.tex names: relative to the project when inside it."""
-    try:
-        return str(path.resolve().relative_to(paths.ROOT))
-    except ValueError:
-        return str(path.resolve())
-
-
-def _plain(latex: str) -> str:
-    return re.sub(r"\\[a-zA-Z]+\{?|[{}]", "", latex)

@@ -59,7 +59,7 @@ def _typeset(runner: Runner, name: str) -> Path:
     if done.returncode != 0 or not (tex_dir / f"{job}.pdf").exists():
         error = first_error(read_log(log))
         raise BuildError(f"LaTeX failed in the diagram {name}: {error.message if error else NO_ERROR_MESSAGE}",
-                         path=paths.TEMPLATES_DIR / "diagrams" / f"{name}.tex",
+                         path=paths.DIAGRAMS_DIR / f"{name}.tex",
                          line=error.line if error and error.file == f"{SOURCE_DIR}/{name}.tex" else None,
                          hint=f"full log: {log.relative_to(paths.ROOT) if log.is_relative_to(paths.ROOT) else log}")
     return tex_dir / f"{job}.pdf"

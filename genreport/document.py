@@ -24,7 +24,8 @@ def stage_inputs(config: ReportConfig) -> list[Path]:
     # Every module that turns content into the PDF: a change to any of them must typeset again.
     stage_code = (content, images, typeset, texrun, texformat, diagrams, texfigures)
     code = [Path(module.__file__) for module in stage_code] + [Path(__file__)]
-    files = [config.source, *code, *provenance.CODE, *sorted(p for p in paths.TEMPLATES_DIR.rglob("*") if p.is_file())]
+    templates = {p for folder in (paths.TEMPLATES_DIR, paths.DIAGRAMS_DIR) if folder.is_dir() for p in folder.rglob("*") if p.is_file()}
+    files = [config.source, *code, *provenance.code(), *sorted(templates)]
     files += sorted(p for p in paths.CONTENT_DIR.rglob("*") if p.is_file())
     files += sorted(paths.RESULTS_DIR.glob("*.json"))
     files += sorted(p for p in paths.FIGURES_DIR.glob("*") if p.is_file())
@@ -32,7 +33,7 @@ def stage_inputs(config: ReportConfig) -> list[Path]:
 
 
 def input_digests(config: ReportConfig, git_state: dict) -> dict[str, str]:
-    digests = {str(p.relative_to(paths.ROOT)): cache.file_digest(p) for p in stage_inputs(config)}
+    digests = {paths.shown(p): cache.file_digest(p) for p in stage_inputs(config)}
     # The PDF's manifest names the commit and the changed files, so they are inputs too.
     return {**digests, "git state": cache.digest([json.dumps(git_state)])}
 

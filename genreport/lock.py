@@ -20,20 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from genreport import cache, paths
-from genreport.experiments import processor  # reads /proc/cpuinfo with the numerics' own check
+from genreport.experiments import discover, processor  # processor reads /proc/cpuinfo with the numerics' own check
 
 FORMAT = 1
 # Fields that say how a result was made, not what it is; differences in them are not differences in results.
 CIRCUMSTANTIAL_FIELDS = {"seconds", "device_name", "versions"}
-# The numbers a reader of the report sees first, per experiment (dotted paths into the metrics; -1 is the last item).
-HEADLINES: dict[str, tuple[str, ...]] = {
-    "gan": ("ring.modes_captured", "ring.high_quality_fraction", "mnist.class_entropy", "mnist.mean_confidence", "mnist.fd"),
-    "vae": ("latent_knn_accuracy", "test_neg_elbo"),
-    "scaling": ("models.0.val_loss", "models.-1.val_loss", "fit.alpha", "fit.r2", "loss_decreases_with_size"),
-    "diffusion": ("ring.modes_captured", "ring.high_quality_fraction"),
-}
-
-
 def _without_circumstances(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _without_circumstances(v) for k, v in value.items() if k not in CIRCUMSTANTIAL_FIELDS}
@@ -60,8 +51,11 @@ def _arrays_digest(npz_file: str, size: int, mtime_ns: int, inode: int) -> str:
 
 
 def headline(name: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The numbers a reader of the report sees first: the experiment module's HEADLINES (dotted paths into
+    its metrics, -1 the last item of a list)."""
+    experiment = discover().get(name)
     numbers = {}
-    for dotted in HEADLINES.get(name, ()):
+    for dotted in experiment.headlines if experiment else ():
         value: Any = metrics
         try:
             for part in dotted.split("."):
@@ -98,8 +92,8 @@ class Lock:
     problem: str | None  # why the file could not be used; None when it could
 
 
-def _shown(lock_file: Path) -> Path:
-    return lock_file.relative_to(paths.ROOT) if lock_file.is_relative_to(paths.ROOT) else lock_file
+def _shown(lock_file: Path) -> str:
+    return paths.shown(lock_file)
 
 
 def read(lock_file: Path) -> Lock:

@@ -69,8 +69,8 @@ def inputs(options: str, config_file: Path) -> str:
     lines.append(f"site-packages: {json.dumps(versions.site_packages())}")  # a package installed or upgraded
 
     lines.append(f"git: {json.dumps(provenance.git_state(), sort_keys=True)}")  # report.pdf's manifest names them
-    return _stats([config_file, paths.ROOT / "build.py", paths.RESULTS_LOCK, paths.CONTENT_DIR, paths.TEMPLATES_DIR,
-                   paths.ROOT / "genreport"], lines)
+    return _stats([config_file, paths.ROOT / "build.py", paths.RESULTS_LOCK, paths.CONTENT_DIR, paths.EXPERIMENTS_DIR,
+                   paths.DIAGRAMS_DIR, paths.TEMPLATES_DIR, paths.ENGINE_ROOT / "genreport"], lines)
 
 
 def outputs() -> str:

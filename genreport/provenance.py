@@ -32,10 +32,17 @@ SCHEMA = "genreport-manifest/1"
 FIGURE_TABLE = "figure-provenance.tex"  # written into build/tex, \input by templates/report.tex.j2
 DIGEST_PREFIX = 12  # hex digits of a digest printed on paper: enough to tell results apart, short enough to read
 # Files that can change what the build makes; their digests let `verify` name the source that changed.
-SOURCE_PATTERNS = ("build.py", "report.toml", "requirements.txt", "requirements-data.txt", "report/**/*", "templates/**/*", "genreport/**/*.py")
+PROJECT_PATTERNS = ("build.py", "report.toml", "report/**/*", "templates/**/*", "experiments/**/*.py")
+ENGINE_PATTERNS = ("build.py", "requirements.txt", "requirements-data.txt", "templates/**/*", "genreport/**/*.py")
+ENGINE_PREFIX = "engine/"  # how the manifest names the engine's files when the project is a folder of its own
 MAX_LISTED_CHANGES = 50
-# Code whose output the manifest and the figure table record: the LaTeX stage reruns when it changes.
-CODE = (Path(__file__), paths.ROOT / "genreport" / "plots.py")
+
+
+def code() -> list[Path]:
+    """Code whose output the manifest and the figure table record: the LaTeX stage reruns when it changes."""
+    from genreport import figures
+
+    return [Path(__file__), figures.PLOTKIT_SOURCE, *sorted({figure.module for figure in figures.registry().values()})]
 
 
 # --- digests ---------------------------------------------------------------------------------------
@@ -47,10 +54,15 @@ def result_digests(name: str, results_dir: Path = paths.RESULTS_DIR) -> dict[str
     return {"digest": cache.digest([metrics, arrays]), "metrics": metrics, "arrays": arrays}
 
 
-def source_digests(root: Path = paths.ROOT) -> dict[str, str]:
-    files = {path for pattern in SOURCE_PATTERNS for path in root.glob(pattern)
-             if path.is_file() and "__pycache__" not in path.parts}
-    return {str(path.relative_to(root)): cache.file_digest(path) for path in sorted(files)}
+def source_digests(root: Path = paths.ROOT, engine: Path = paths.ENGINE_ROOT) -> dict[str, str]:
+    """Digests of the project's sources and, for a project in its own folder, of the engine's (named engine/...)."""
+    trees = [(root, PROJECT_PATTERNS, "")]
+    trees += [(engine, ENGINE_PATTERNS, "" if engine.resolve() == root.resolve() else ENGINE_PREFIX)]
+    digests = {}
+    for base, patterns, prefix in trees:
+        files = {path for pattern in patterns for path in base.glob(pattern) if path.is_file() and "__pycache__" not in path.parts}
+        digests.update({prefix + str(path.relative_to(base)): cache.file_digest(path) for path in sorted(files)})
+    return dict(sorted(digests.items()))
 
 
 # --- where the sources and tools came from --------------------------------------------------------
@@ -110,11 +122,11 @@ def results_profile(config: Any) -> str | None:
     """Which experiment profile (default, fast) made the results in build/results: the one whose cache
     keys name exactly those files. `verify` rebuilds with it."""
     from genreport.config import PROFILES
-    from genreport.experiments import EXPERIMENTS, cache_key, key_inputs
+    from genreport.experiments import cache_key, discover, key_inputs
 
     for profile in PROFILES:
         matches = []
-        for name in EXPERIMENTS:
+        for name in discover():
             result = paths.RESULTS_DIR / f"{name}.json"
             device = json.loads(result.read_text()).get("device", "cpu")
             entry = paths.EXPERIMENT_CACHE_DIR / name / cache_key(key_inputs(name, config, profile, device)) / f"{name}.json"
@@ -152,20 +164,20 @@ def figure_provenance(tex_dir: Path = paths.TEX_DIR) -> list[dict[str, Any]]:
     """Per figure: where it is in the PDF, the function and results that drew it, and their digests."""
     from genreport import figures
 
-    _, functions, inputs = figures._parse_plots()
+    registered = figures.registry()
     aux = tex_dir / "report.aux"
     numbers = figure_numbers(aux.read_text(errors="replace")) if aux.exists() else {}
     rows = []
     for figure in figures_in_document((tex_dir / "report.tex").read_text(encoding="utf-8")):
         path = paths.ROOT / figure["file"]
-        name = Path(figure["file"]).stem
+        drawn = registered.get(figure["file"].removeprefix("figures/")) if figure["file"].startswith("figures/") else None
         row: dict[str, Any] = {**figure, "number": numbers.get(figure["label"], ("?", "?"))[0],
                                "page": numbers.get(figure["label"], ("?", "?"))[1],
                                "sha256": cache.file_digest(path) if path.exists() else None}
-        if figure["file"].startswith("figures/") and name in functions:
-            row["drawn_by"] = f"genreport/plots.py:{name}"
-            row["function_sha256"] = hashlib.sha256(functions[name].encode()).hexdigest()
-            row["results"] = {result: result_digests(result)["digest"] for result in inputs[name]}
+        if drawn is not None:
+            row["drawn_by"] = drawn.drawn_by
+            row["function_sha256"] = hashlib.sha256(drawn.source.encode()).hexdigest()
+            row["results"] = {result: result_digests(result)["digest"] for result in drawn.results}
         else:
             row["drawn_by"] = figure["file"] if not figure["file"].startswith("figures/") else None
             row["results"] = {}
@@ -182,25 +194,30 @@ def write_figure_table(tex_dir: Path = paths.TEX_DIR) -> None:
 
     from genreport import figures
 
-    _, _, inputs = figures._parse_plots()
+    registered = figures.registry()
+    modules = sorted({paths.shown(figure.module) for figure in registered.values()})
     rows = []
     for figure in figures_in_document((tex_dir / "report.tex").read_text(encoding="utf-8")):
         name = figure["file"].removeprefix("figures/").removeprefix("templates/")
-        if figure["file"].startswith("figures/"):
-            stem = Path(name).stem
-            drawn_by = rf"\texttt{{{escape_latex(stem)}()}}"
+        drawn = registered.get(name) if figure["file"].startswith("figures/") else None
+        if drawn is not None:
+            function = drawn.function if len(modules) == 1 else drawn.drawn_by
+            drawn_by = rf"\texttt{{{escape_latex(function)}()}}"
             results = [f"{escape_latex(result)} \\texttt{{{result_digests(result)['digest'][:DIGEST_PREFIX]}}}"
-                       for result in inputs.get(stem, [])]
+                       for result in drawn.results]
             read = "; ".join(results) or "--"
+        elif figure["file"].startswith("figures/"):
+            drawn_by, read = "--", "--"
         else:
             drawn_by, read = "TikZ, by hand", "--"
         rows.append(rf"\ref{{{figure['label']}}} & \texttt{{{escape_latex(name)}}} & {drawn_by} & {read} \\")
     table = "\n".join([
-        "% Written by genreport/provenance.py from the figures, genreport/plots.py and build/results.",
+        "% Written by genreport/provenance.py from the figures, the plot functions and build/results.",
         r"\clearpage",  # an appendix of its own, not a heading stranded at the foot of the bibliography
         r"\section*{Figure provenance}",
         r"\addcontentsline{toc}{section}{Figure provenance}",
-        r"Every figure, the file the build drew, the function in \texttt{genreport/plots.py} that drew it, and the "
+        r"Every figure, the file the build drew, the function in \texttt{" + escape_latex(", ".join(modules) or "experiments/")
+        + r"} that drew it, and the "
         r"experiment results it reads with the first " + str(DIGEST_PREFIX) + r" hex digits of their SHA-256 digest "
         r"(metrics and arrays). The full digests, the commit and the tool versions are embedded in this PDF as "
         r"\texttt{" + escape_latex(MANIFEST_NAME) + r"}; \texttt{python build.py check} and "
@@ -230,10 +247,10 @@ def collect(config: Any, checklist: dict[str, Any], source: dict[str, Any], prof
 
     `profile` is the experiment profile whose results were just published; without it (the LaTeX stage
     run on its own) it is found from the experiment cache, which costs a parse of the experiments' sources."""
-    from genreport.experiments import EXPERIMENTS
+    from genreport.experiments import discover
 
     results = {}
-    for name in EXPERIMENTS:
+    for name in discover():
         metrics = json.loads((paths.RESULTS_DIR / f"{name}.json").read_text())
         results[name] = {**result_digests(name), "device": metrics.get("device"), "seed": metrics.get("seed")}
     return {

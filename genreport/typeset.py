@@ -88,7 +88,7 @@ def write_sources(body: Body, config: ReportConfig) -> None:
                                pdf_author=escape_latex(config.title_block.student_name))
     cache.write_if_changed(tex_dir / "report.tex", document.encode())
     texfigures.sync(paths.FIGURES_DIR, tex_dir / "figures")  # opaque PNGs without their alpha channel
-    _sync_dir(paths.TEMPLATES_DIR / "diagrams", tex_dir / diagrams.SOURCE_DIR)  # typeset by genreport/diagrams.py
+    _sync_dir(paths.DIAGRAMS_DIR, tex_dir / diagrams.SOURCE_DIR)  # typeset by genreport/diagrams.py
     _sync_files(body.images, tex_dir, tex_dir / body.image_dir)
     cache.copy_if_changed(body.bibliography, tex_dir / body.bibliography.name)
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from pypdf import PdfReader
 
 REBUILD_DIR = paths.BUILD_DIR / "verify"
-COPIED = ("build.py", "report.toml", "requirements.txt", "requirements-data.txt", "genreport", "templates", "report")
+COPIED = ("build.py", "report.toml", "requirements.txt", "requirements-data.txt", "genreport", "templates", "report", "experiments")
 DEFAULT_RTOL = 0.01
 NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
 TOKEN = re.compile(r"\d[\d,]*(?:\.\d+)?|[^\W\d_]+")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-COPIED = ("build.py", "report.toml", "genreport", "templates", "report")
+COPIED = ("build.py", "report.toml", "genreport", "templates", "report", "experiments")
 
 
 def copy_project(target: Path) -> Path:

@@ -32,7 +32,7 @@ def test_manifest_in_the_pdf_names_its_sources_results_figures_and_tools(fast_pr
     for name, entry in manifest["results"].items():
         assert entry["digest"] == provenance.result_digests(name, fast_project / "build/results")["digest"]
     generated = [f for f in manifest["figures"] if f["file"].startswith("figures/")]
-    assert len(generated) == 9 and all(f["drawn_by"].startswith("genreport/plots.py:") for f in generated)
+    assert len(generated) == 9 and all(f["drawn_by"].startswith("experiments/plots.py:") for f in generated)
     for figure in manifest["figures"]:
         assert figure["number"].isdigit()
         if figure in generated:
@@ -81,7 +81,7 @@ def test_pdf_without_manifest_gets_no_false_failures(fast_project: Path, tmp_pat
     shutil.copy(fast_project / "build/tex/report.pdf", submitted)
     done = build(fast_project, "check", str(submitted))
     assert done.returncode == 0, done.stdout
-    assert "not run (the PDF carries no genreport manifest): four exercise headings" in done.stdout
+    assert "not run (the PDF carries no genreport manifest): the assignment's exercise headings" in done.stdout
     assert "[x] title block: register_number  (212223050033)" in done.stdout
 
 
@@ -116,7 +116,7 @@ def test_damaged_manifest_is_named_and_the_checks_still_run(tmp_path: Path) -> N
     # The checks that need no manifest ran on the text and passed; those that need one are "not run", never failed.
     assert items["heading AIM"] is True and items["heading RESULT"] is True
     assert items["title block: student_name"] is True
-    assert items["four exercise headings"] is None and items["figure and table captions as built"] is None
+    assert items["the assignment's exercise headings"] is None and items["figure and table captions as built"] is None
 
 
 # --- a whole class --------------------------------------------------------------------------------
@@ -158,7 +158,7 @@ def test_class_check_writes_one_row_per_file_and_flags_copies(class_folder: Path
     assert "text overlap" in flagged[("s05.pdf", "text-copy.pdf")][0]
     result = json.loads((out / "s07.json").read_text())
     assert result["max_score"] == len([t for t in result["tests"] if t["status"] != "not run"])
-    assert {"name": "four exercise headings", "status": "not run", "output": check.NO_MANIFEST} in result["tests"]
+    assert {"name": "the assignment's exercise headings", "status": "not run", "output": check.NO_MANIFEST} in result["tests"]
 
 
 def test_class_check_flags_identical_experiment_results(fast_project: Path, tmp_path: Path) -> None:

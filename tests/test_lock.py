@@ -11,7 +11,7 @@ import pytest
 
 from genreport import experiments, lock
 
-INPUTS = {"sources": {"genreport/experiments/gan.py": "abc"}, "profile": "fast", "seed": 0, "torch": "2.13.0+cpu"}
+INPUTS = {"sources": {"experiments/gan.py": "abc"}, "profile": "fast", "seed": 0, "torch": "2.13.0+cpu"}
 
 
 def write_results(directory: Path, modes: int = 8, hq: float = 0.91, seconds: float = 12.5, pixel: float = 0.5) -> None:
@@ -42,12 +42,12 @@ def test_a_changed_headline_number_is_named_with_its_change(tmp_path: Path) -> N
     lock_file = tmp_path / "results.lock.json"
     lock.write(lock_file, "fast", records(tmp_path))
     write_results(tmp_path, modes=6, hq=0.853)
-    changed_inputs = {**INPUTS, "sources": {"genreport/experiments/gan.py": "def"}}
+    changed_inputs = {**INPUTS, "sources": {"experiments/gan.py": "def"}}
     verdict = "\n".join(lock.compare(lock_file, "fast", records(tmp_path, changed_inputs)))
     assert "differ from results.lock.json" in verdict
     assert "ring.modes_captured 8 -> 6 (-2, -25.00%)" in verdict
     assert "ring.high_quality_fraction 0.91 -> 0.853" in verdict
-    assert "source genreport/experiments/gan.py" in verdict
+    assert "source experiments/gan.py" in verdict
 
 
 def test_other_numerics_are_named_by_the_setting_that_changed(tmp_path: Path) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genreport import plots
-from genreport.plots import TEXT_WIDTH_IN, Result
+from experiments import plots
+from genreport.plotkit import TEXT_WIDTH_IN, Result
 
 ATTENTION_TEXT = "To be, or not to be, that is the question"  # the line scaling.py feeds the model
 

@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 import torch
 
+from experiments.data import deslant, ring_centers, ring_metrics
+from experiments.gan import RingConfig, frechet_distance
+from experiments.scaling import fit_power_law, ngram_loss
+from experiments.vae import knn_accuracy
 from genreport import cache
 from genreport.check import pdf_text
 from genreport.config import apply_overrides, load
 from genreport.content import check_characters, check_references, read_text
 from genreport.errors import BuildError
 from genreport.experiments import project_sources
-from genreport.experiments.data import deslant, ring_centers, ring_metrics
-from genreport.experiments.gan import RingConfig, frechet_distance
-from genreport.experiments.scaling import fit_power_law, ngram_loss
-from genreport.experiments.vae import knn_accuracy
-from genreport.figures import FIGURES, _parse_plots
+from genreport.figures import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,7 +88,7 @@ def test_digest_is_length_prefixed() -> None:
 
 
 def test_experiment_key_covers_imported_modules() -> None:
-    names = {p.name for p in project_sources("genreport.experiments.gan")}
+    names = {p.name for p in project_sources("experiments.gan")}
     assert {"gan.py", "data.py", "common.py"} <= names
 
 
@@ -161,7 +161,7 @@ def test_power_law_without_a_floor_reports_a_usable_band() -> None:
 
 
 def test_attention_weights_shown_in_the_figure_are_the_ones_the_model_uses() -> None:
-    from genreport.experiments.scaling import Block
+    from experiments.scaling import Block
 
     torch.manual_seed(0)
     block, x = Block(32, 2), torch.randn(2, 10, 32)
@@ -231,7 +231,7 @@ def test_pdf_text_sees_what_the_checklist_looks_for(tmp_path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    # DejaVu has a glyph for U+FFFD; the report's figures use Computer Modern (set by genreport.plots), which has none.
+    # DejaVu has a glyph for U+FFFD; the report's figures use Computer Modern (set by genreport.plotkit), which has none.
     with matplotlib.rc_context({"pdf.fonttype": 42, "font.family": "DejaVu Sans", "mathtext.fontset": "dejavusans"}):
         figure = plt.figure()
         figure.text(0.1, 0.6, "EXPERIMENT 1")
@@ -244,22 +244,23 @@ def test_pdf_text_sees_what_the_checklist_looks_for(tmp_path: Path) -> None:
 # --- figures ----------------------------------------------------------------------------------
 
 def test_each_figure_has_its_own_source_for_the_cache_key() -> None:
-    shared, per_figure, inputs = _parse_plots()
-    assert set(per_figure) == set(FIGURES)
-    assert all(f"def {name}(" not in shared for name in FIGURES)
-    assert "def _pyplot" in shared
-    assert inputs["gan_ring"] == ["gan"] and inputs["attention_map"] == ["scaling"]
+    figures = registry()
+    assert len(figures) == 9 and {"gan_ring.pdf", "gan_mnist_samples.png", "attention_map.pdf"} <= set(figures)
+    for figure in figures.values():
+        assert f"def {figure.function}(" in figure.source and f"def {figure.function}(" not in figure.shared
+        assert "def _ring_axes" in figure.shared and figure.source.startswith("@figure(")
+    assert figures["gan_ring.pdf"].results == ("gan",) and figures["attention_map.pdf"].results == ("scaling",)
 
 
 def test_unchanged_build_path_does_not_import_numpy_or_matplotlib() -> None:
-    code = ("import sys; from genreport import figures, document, check, cli; figures._parse_plots(); "
+    code = ("import sys; from genreport import figures, document, check, cli; figures.registry(); "
             "print(sorted(m for m in ('numpy', 'matplotlib', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
 def test_results_json_is_deterministic_on_cpu() -> None:
-    from genreport.experiments import diffusion
+    from experiments import diffusion
 
     config = diffusion.Config(train_steps=20, diffusion_steps=10, eval_samples=200)
     first, second = diffusion.run(config, "cpu").metrics, diffusion.run(config, "cpu").metrics

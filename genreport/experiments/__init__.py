@@ -1,5 +1,11 @@
 """The experiment stage: run each experiment unless an intact cached result with the same key exists.
 
+The experiments are the project's: every module of its experiments/ folder that defines the entry
+point, a `run(config, device)` function beside a frozen dataclass `Config` (with a `fast()` profile),
+is one, named by its file; its budgets come from report.toml's [profile.*.<name>] tables. They are
+found by parsing, not importing, so an unchanged build never loads torch. Modules with neither (shared
+data loaders, plot functions) are helpers.
+
 A key covers everything a result depends on: the experiment's source and the project modules it
 imports, its profile overrides, the seed, the device and the torch/numpy versions. Computing it needs
 no torch import, so an unchanged build never pays for loading torch.
@@ -46,8 +52,8 @@ from genreport.errors import BuildError
 if TYPE_CHECKING:  # the process pool is imported only when an experiment runs (10 ms of every rebuild)
     import multiprocessing
 
-EXPERIMENTS = ("gan", "vae", "scaling", "diffusion")
-LONGEST_FIRST = ("scaling", "gan", "vae", "diffusion")  # so the last one to finish is a short one
+PACKAGE = "experiments"  # the import name of the project's experiments folder
+ENTRY_POINT = "run"
 TORCH_THREADS = 1  # per experiment, whatever the machine: see the module docstring
 # MKL's conditional numerical reproducibility, ATen's dispatch and oneDNN's ISA, each held to AVX2.
 PINNED_NUMERICS = {
@@ -87,8 +93,99 @@ class StageOutcome:
     wall_seconds: float | None  # None when every result was reused; otherwise less than the sum, as they overlap
 
 
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    path: Path
+    headlines: tuple[str, ...]  # the numbers a reader sees first (dotted paths into the metrics), from HEADLINES
+
+
+DISCOVERY_CACHE = paths.CACHE_DIR / "project-experiments.json"
+
+
+def discover() -> dict[str, Experiment]:
+    """The project's experiments by name, in name order: the modules of experiments/ with the entry point."""
+    if not paths.EXPERIMENTS_DIR.is_dir():
+        return {}
+    found = {}
+    for path in sorted(paths.EXPERIMENTS_DIR.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        described = _describe(path.read_text(encoding="utf-8"))
+        if "error" in described:
+            raise BuildError(described["error"], path=path, line=described["line"],
+                             hint=f"an experiment defines `class Config` (a frozen dataclass) and `def {ENTRY_POINT}(config, device_name)`; "
+                                  "a helper module defines neither")
+        if described["experiment"]:
+            found[path.stem] = Experiment(path.stem, path, tuple(described["headlines"]))
+    return found
+
+
+@functools.cache  # asked by the stage, the lock, the provenance page and the no-op check in one build
+def _describe(source: str) -> dict[str, object]:
+    known, key = cache.read_json_dict(DISCOVERY_CACHE), cache.digest([source])
+    if not isinstance(known.get(key), dict):
+        known[key] = _parse_experiment(source)
+        while len(known) > 256:  # sources edited over time leave entries behind: the oldest go first
+            known.pop(next(iter(known)))
+        cache.write_atomic(DISCOVERY_CACHE, json.dumps(known, indent=0).encode())
+    return known[key]
+
+
+def _parse_experiment(source: str) -> dict[str, object]:
+    """Whether a module is an experiment, its HEADLINES, or what is wrong with it (and the line)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as error:
+        return {"error": f"not valid Python: {error.msg}", "line": error.lineno}
+    entry = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == ENTRY_POINT), None)
+    config = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Config"), None)
+    if config is not None and entry is None:
+        return {"error": f"defines `class Config` but no `def {ENTRY_POINT}(config, device_name)`, the experiment's entry point",
+                "line": config.lineno}
+    if entry is not None and config is None:
+        return {"error": f"defines `{ENTRY_POINT}` but no `class Config` with the experiment's settings", "line": entry.lineno}
+    if entry is not None and len(entry.args.args) < 1:
+        return {"error": f"`{ENTRY_POINT}` must take the config (and the device name)", "line": entry.lineno}
+    headlines: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "HEADLINES" for t in node.targets):
+            try:
+                headlines = [str(item) for item in ast.literal_eval(node.value)]
+            except ValueError:
+                return {"error": "HEADLINES must be a literal tuple of dotted metric names", "line": node.lineno}
+    return {"experiment": entry is not None, "headlines": headlines}
+
+
+def import_project_package() -> None:
+    """Make `import experiments...` mean this project's folder, whatever else sys.path holds (the engine's
+    own checkout has an experiments/ folder too: Experiment 1's)."""
+    import importlib.util
+    import types
+
+    existing = sys.modules.get(PACKAGE)
+    if existing is not None and [Path(p).resolve() for p in getattr(existing, "__path__", [])] == [paths.EXPERIMENTS_DIR]:
+        return
+    for name in [m for m in sys.modules if m == PACKAGE or m.startswith(PACKAGE + ".")]:
+        del sys.modules[name]
+    init = paths.EXPERIMENTS_DIR / "__init__.py"
+    if init.exists():
+        spec = importlib.util.spec_from_file_location(PACKAGE, init, submodule_search_locations=[str(paths.EXPERIMENTS_DIR)])
+        assert spec is not None and spec.loader is not None
+        package = importlib.util.module_from_spec(spec)
+        sys.modules[PACKAGE] = package
+        spec.loader.exec_module(package)
+    else:
+        package = types.ModuleType(PACKAGE)
+        package.__path__ = [str(paths.EXPERIMENTS_DIR)]
+        sys.modules[PACKAGE] = package
+
+
 def _module_path(module: str) -> Path:
-    return paths.ROOT / Path(*module.split(".")).with_suffix(".py")
+    parts = module.split(".")
+    if parts[0] == PACKAGE:
+        return paths.EXPERIMENTS_DIR.joinpath(*parts[1:]).with_suffix(".py")
+    return paths.ENGINE_ROOT / Path(*parts).with_suffix(".py")
 
 
 def project_sources(module: str) -> list[Path]:
@@ -129,11 +226,11 @@ def _project_imports(source: str) -> tuple[str, ...]:
 def _parse_project_imports(source: str) -> tuple[str, ...]:
     found: list[str] = []
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("genreport"):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("genreport", PACKAGE):
             found.append(node.module)
             found.extend(f"{node.module}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Import):
-            found.extend(alias.name for alias in node.names if alias.name.startswith("genreport"))
+            found.extend(alias.name for alias in node.names if alias.name.split(".")[0] in ("genreport", PACKAGE))
     return tuple(found)
 
 
@@ -185,8 +282,8 @@ def numerics(device: str, mode: str = "fast") -> dict[str, str]:
 
 def key_inputs(name: str, config: ReportConfig, profile: str, device: str) -> dict[str, object]:
     """Everything an experiment's result depends on, by name; the cache key is their digest."""
-    module = f"genreport.experiments.{name}"
-    sources = {str(p.relative_to(paths.ROOT)): cache.digest([p.read_bytes()]) for p in project_sources(module)}
+    module = f"{PACKAGE}.{name}"
+    sources = {paths.shown(p): cache.digest([p.read_bytes()]) for p in project_sources(module)}
     return {
         "sources": sources,
         "profile": profile,
@@ -211,7 +308,8 @@ def _run_and_store(name: str, config: ReportConfig, profile: str, device: str, k
     import numpy as np
     import torch
 
-    module = importlib.import_module(f"genreport.experiments.{name}")
+    import_project_package()
+    module = importlib.import_module(f"{PACKAGE}.{name}")
     torch.set_num_threads(TORCH_THREADS)
     base = module.Config.fast() if profile == "fast" else module.Config()
     experiment_config = apply_overrides(base, {"seed": config.seed, **config.overrides(profile, name)}, f"profile.{profile}.{name}",
@@ -294,12 +392,34 @@ def publish(entry: Path, name: str) -> None:
             cache.copy_atomic(source, target)
 
 
+def check_profiles(config: ReportConfig, experiments: dict[str, Experiment]) -> None:
+    """A [profile.*.<name>] table for an experiment the project does not have is a typo, not a wish."""
+    for profile, tables in config.profiles.items():
+        for name in tables:
+            if name not in experiments:
+                text = config.source.read_text(encoding="utf-8") if config.source.exists() else ""
+                header = re.search(rf"^\s*\[profile\.{re.escape(profile)}\.{re.escape(name)}[.\]]", text, re.MULTILINE)
+                known = ", ".join(experiments) or f"none: {paths.shown(paths.EXPERIMENTS_DIR)}/ holds no experiment"
+                raise BuildError(f"[profile.{profile}.{name}] names no experiment of this project (experiments: {known})",
+                                 path=config.source, line=text.count("\n", 0, header.start()) + 1 if header else None,
+                                 hint=f"an experiment is a module experiments/<name>.py with `def {ENTRY_POINT}` and `class Config`")
+
+
+def _longest_first(names: list[str]) -> list[str]:
+    """The stale experiments, longest first by their last run's time (so the last to finish is a short one)."""
+    last = cache.read_json_dict(paths.EXPERIMENT_STAGE_RECORD).get("seconds", {})
+    last = last if isinstance(last, dict) else {}
+    return sorted(names, key=lambda name: (-float(last.get(name, 0) or 0), name))
+
+
 def run_all(config: ReportConfig, profile: str, device: str, forced: set[str]) -> StageOutcome:
     device = resolve_device_name(device)
+    experiments = discover()
+    check_profiles(config, experiments)
     outcomes: dict[str, Outcome] = {}
     stale: dict[str, str] = {}
     inputs: dict[str, dict[str, object]] = {}
-    for name in EXPERIMENTS:
+    for name in experiments:
         start = time.perf_counter()
         store = _store(name)
         store.prune_partials()
@@ -313,8 +433,8 @@ def run_all(config: ReportConfig, profile: str, device: str, forced: set[str]) -
         publish(entry, name)
         outcomes[name] = Outcome(name, key, inputs[name], True, time.perf_counter() - start)
     if not stale:
-        return StageOutcome([outcomes[name] for name in EXPERIMENTS], None)
-    tasks = [(name, config, profile, device, stale[name]) for name in LONGEST_FIRST if name in stale]
+        return StageOutcome([outcomes[name] for name in experiments], None)
+    tasks = [(name, config, profile, device, stale[name]) for name in _longest_first(list(stale))]
     # One GPU is best given to one experiment at a time. On the CPU every stale experiment gets its own
     # process (up to two per core) and the kernel shares the cores among them: with one worker per core
     # the two long experiments each queued a short one behind them (GAN + diffusion, scaling + VAE: 254 s
@@ -330,6 +450,8 @@ def run_all(config: ReportConfig, profile: str, device: str, forced: set[str]) -
     start = time.perf_counter()
     _run_in_workers(tasks, workers, numerics(device, config.numerics), finished)
     wall_seconds = time.perf_counter() - start
-    record = {"ran": sorted(stale), "workers": workers, "profile": profile, "wall_seconds": round(wall_seconds, 2)}
+    record = {"ran": sorted(stale), "workers": workers, "profile": profile, "wall_seconds": round(wall_seconds, 2),
+              "seconds": {**cache.read_json_dict(paths.EXPERIMENT_STAGE_RECORD).get("seconds", {}),
+                          **{name: round(outcomes[name].seconds, 2) for name in sorted(stale)}}}
     cache.write_atomic(paths.EXPERIMENT_STAGE_RECORD, (json.dumps(record) + "\n").encode())  # read by `make bench`
-    return StageOutcome([outcomes[name] for name in EXPERIMENTS], wall_seconds)
+    return StageOutcome([outcomes[name] for name in experiments], wall_seconds)
