@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-data.txt 2
 TEX_PACKAGES := latexmk texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
                 texlive-pictures lmodern texlive-bibtex-extra poppler-utils
 
-.PHONY: pdf fast watch test check verify bench robustness crosscpu lint setup tex sandbox clean distclean
+.PHONY: pdf fast watch new test check verify bench robustness crosscpu lint setup tex sandbox clean distclean
 
 pdf: setup
 	@$(PY) build.py $(ARGS)
@@ -14,9 +14,15 @@ pdf: setup
 fast: setup
 	@$(PY) build.py --fast $(ARGS)
 
-# Rebuild on every save under report/, templates/, report.toml, genreport/; Ctrl-C stops.
+# Rebuild on every save under report/, experiments/, templates/, report.toml, genreport/; Ctrl-C stops.
 watch: setup
 	@$(PY) build.py watch $(ARGS)
+
+# A report project for another lab, built by this engine:
+#   make new DIR=../exp2 NUMBER=2 TITLE="Prompt Patterns for Code Generation"
+new: setup
+	@test -n "$(DIR)" -a -n "$(NUMBER)" -a -n "$(TITLE)" || { echo 'usage: make new DIR=../exp2 NUMBER=2 TITLE="..."'; exit 2; }
+	@$(PY) build.py new "$(DIR)" --number "$(NUMBER)" --title "$(TITLE)" $(ARGS)
 
 test: setup sandbox
 	$(PY) -m pytest -q $(ARGS)

@@ -30,14 +30,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                "  python build.py check report.pdf\n"
                "  python build.py check submissions/        # a whole class: results.csv + one JSON per PDF\n"
                "  python build.py verify student.pdf        # rebuild and compare (--sandbox: no network)\n"
-               "  python build.py watch        # rebuild on every save, one status line each",
+               "  python build.py watch        # rebuild on every save, one status line each\n"
+               "  python build.py new ../exp2 --number 2 --title \"Prompt Patterns\"   # a report project for another lab",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", nargs="?", default="all", choices=("all", *STAGES, "verify", "watch"),
+    parser.add_argument("stage", nargs="?", default="all", choices=("all", *STAGES, "verify", "watch", "new"),
                         help="run the stages up to and including this one (default: all); `check` only checks; "
                              "`verify` rebuilds and compares with the PDF; "
-                             "`watch` rebuilds on every save under report/, templates/, report.toml, genreport/")
+                             "`watch` rebuilds on every save under report/, templates/, experiments/, report.toml, genreport/; "
+                             "`new DIR` creates a report project for another lab")
     parser.add_argument("pdf", nargs="?", type=Path, default=paths.REPORT_PDF,
-                        help="PDF, or folder of PDFs, to check (`check`); PDF to verify (`verify`)")
+                        help="PDF, or folder of PDFs, to check (`check`); PDF to verify (`verify`); the new project's folder (`new`)")
     parser.add_argument("--fast", action="store_true", help="reduced-budget profile for tests and quick drafts")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where experiments run (default: auto)")
     parser.add_argument("--force", nargs="?", const="all", metavar="STAGE|EXPERIMENT",
@@ -49,6 +51,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, default=paths.CONFIG_FILE, help="configuration file (default: report.toml)")
     parser.add_argument("--explain", action="store_true",
                         help="say for every stage, figure and experiment which input made it rerun, or that its key matched")
+    new = parser.add_argument_group("a new lab's report (`new DIR`)")
+    new.add_argument("--number", type=int, help="new: the experiment's number (the title page says EXPERIMENT N)")
+    new.add_argument("--title", help="new: the experiment's title")
+    new.add_argument("--exercise", action="append", default=[], metavar="TITLE",
+                     help="new: an exercise's heading, once per exercise in order (default: two placeholders)")
+    new.add_argument("--course", default="Generative AI Laboratory", help="new: the course named on the title page")
     grading = parser.add_argument_group("grading (`check DIR`, `verify PDF`)")
     grading.add_argument("--out", type=Path, help="where `check DIR` writes results.csv and one JSON per PDF (default: DIR/checklist-results)")
     grading.add_argument("--sandbox", action="store_true", help="verify: rebuild under bubblewrap, no network, writable only build/verify")
@@ -72,6 +80,13 @@ def build_lock():
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.stage == "new":
+        from genreport import scaffold
+
+        if args.pdf == paths.REPORT_PDF or args.number is None or args.title is None:
+            raise BuildError("`new` needs a folder, --number and --title",
+                             hint='python build.py new ../exp2 --number 2 --title "Prompt Patterns for Code Generation"')
+        return scaffold.main(args.pdf, args.number, args.title, args.exercise, args.course)
     if args.stage == "check":
         from genreport import check
 
@@ -210,6 +225,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; completed results are cached and will be reused", file=sys.stderr)
         return 130
-    if args.stage not in ("check", "verify", "watch"):
+    if args.stage not in ("check", "verify", "watch", "new"):
         print(f"total {time.perf_counter() - start:.1f} s")
     return status

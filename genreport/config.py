@@ -17,8 +17,9 @@ from genreport.errors import BuildError
 
 PROFILES = ("default", "fast")
 # The tables report.toml may hold and the keys each knows; anything else is a typo, reported at its line.
-TABLES = {"report": None, "assignment": {"exercises", "min_references"}, "build": {"seed", "numerics"}, "profile": None}
-MIN_REFERENCES = 15  # the checklist's default when [assignment] does not say
+TABLES = {"report": None, "assignment": {"exercises", "min_references", "pages"}, "build": {"seed", "numerics"}, "profile": None}
+MIN_REFERENCES = 15  # the checklist's defaults when [assignment] does not say
+PAGES = (10, 30)
 # How the experiments' CPU kernels are pinned (genreport.experiments.numerics): "fast" gives the same bits
 # on machines of the author's vendor; "portable" on Intel and AMD alike as far as emulation shows, at 1.8
 # times the experiments' run time (README, Same numbers on every machine).
@@ -50,6 +51,7 @@ class ReportConfig:
     numerics: str = "fast"  # one of NUMERICS
     exercises: tuple[Exercise, ...] = ()
     min_references: int = MIN_REFERENCES
+    pages: tuple[int, int] = PAGES  # the fewest and most pages the checklist accepts
 
     def overrides(self, profile: str, experiment: str) -> dict[str, Any]:
         return self.profiles.get(profile, {}).get(experiment, {})
@@ -143,7 +145,12 @@ def load(path: Path) -> ReportConfig:
     if not isinstance(min_references, int) or isinstance(min_references, bool) or min_references < 0:
         raise BuildError(f"`min_references` must be a whole number, not {min_references!r}", path=path,
                          line=_line_of(text, "min_references"))
-    return ReportConfig(TitleBlock(**values), seed, profiles, path, numerics, _exercises(assignment, text, path), min_references)
+    pages = assignment.get("pages", list(PAGES))
+    if not (isinstance(pages, list) and len(pages) == 2 and all(isinstance(p, int) and not isinstance(p, bool) for p in pages)
+            and 1 <= pages[0] <= pages[1]):
+        raise BuildError(f"`pages` must be [fewest, most], two whole numbers, not {pages!r}", path=path, line=_line_of(text, "pages"))
+    return ReportConfig(TitleBlock(**values), seed, profiles, path, numerics, _exercises(assignment, text, path), min_references,
+                        (pages[0], pages[1]))
 
 
 def _line_in_table(source: Path | None, table: str, key: str) -> int | None:

@@ -179,6 +179,15 @@ def check_bibliography_fields(path: Path, cited: set[str]) -> None:
                                  hint=f"write `{bibtex} = {{...}}` instead (the report's bibliography is made by BibTeX)")
 
 
+CODE = re.compile(r"^(`{3,}|~{3,}).*?^\1[ \t]*$|(`+)(?!`).+?(?<!`)\2(?!`)", re.MULTILINE | re.DOTALL)
+
+
+def _without_code(text: str) -> str:
+    """The text with fenced code blocks and inline code spans blanked (newlines kept, so lines still count):
+    an `@name` in code is code, not a citation."""
+    return CODE.sub(lambda match: re.sub(r"[^\n]", " ", match.group(0)), text)
+
+
 def check_references(sources: dict[Path, str], bib_keys: set[str]) -> set[str]:
     """Every @key must be in the bibliography, every @fig/@tbl/@sec must name a label. Returns the cited keys."""
     labels = set()
@@ -186,7 +195,7 @@ def check_references(sources: dict[Path, str], bib_keys: set[str]) -> set[str]:
         labels |= set(LABEL.findall(text)) | {f"fig:diagram-{m.group(2)}" for m in DIAGRAM.finditer(text)}
     cited = set()
     for path, text in sources.items():
-        for number, line in enumerate(text.splitlines(), start=1):
+        for number, line in enumerate(_without_code(text).splitlines(), start=1):
             for key in CITATION.findall(line):
                 if key.split(":")[0] in REFERENCE_KINDS:
                     if key not in labels:
@@ -298,7 +307,7 @@ def section_files(content_dir: Path) -> list[Path]:
     files = {path.stem: path for path in content_dir.glob("*.md")}
     for part in (AIM, RESULT):
         if part not in files:
-            raise BuildError(f"report/ has no {part}.md", path=content_dir / f"{part}.md",
+            raise BuildError(f"content file is missing: report/ has no {part}.md", path=content_dir / f"{part}.md",
                              hint=f"the lab record has an {part.upper()} part: create {part}.md (it may be short)")
     numbered: dict[int, Path] = {}
     for path in files.values():
@@ -366,6 +375,8 @@ def convert(config: ReportConfig, content_dir: Path = paths.CONTENT_DIR) -> Body
     bib_path = content_dir / BIBLIOGRAPHY
     bib_keys = bibliography_keys(bib_path)
     raw = {path: read_text(path) for path in section_files(content_dir)}
+    # The declared exercises first: a missing exercise file is named as such, not as the references to it.
+    exercises = match_exercises(config, {path: first_heading(text) for path, text in raw.items()})
     cited = check_references(raw, bib_keys)
     check_bibliography_fields(bib_path, cited)
     results = load_results()
@@ -379,11 +390,9 @@ def convert(config: ReportConfig, content_dir: Path = paths.CONTENT_DIR) -> Body
     sections, figure_captions, table_captions, student_images = {}, [], [], {}
     macros, macros_file = highlighting_macros()
     conversions = {macros_file}
-    headings = {}
     for path, text in raw.items():
         markdown = render_markdown(path, text, context)
         check_characters(path, markdown)
-        headings[path] = first_heading(markdown)
         converted = pandoc_to_latex(path, markdown)
         sections[path.stem] = f"% source: {paths.shown(path)}\n" + converted.latex
         figure_captions += converted.recorded("figure")
@@ -396,12 +405,12 @@ def convert(config: ReportConfig, content_dir: Path = paths.CONTENT_DIR) -> Body
     for stale in set(paths.PANDOC_CACHE_DIR.glob("*")) - conversions:  # earlier versions of the text
         stale.unlink(missing_ok=True)
 
-    exercises = match_exercises(config, headings)
     manifest = {
         "title_block": vars(config.title_block),
         "exercise_headings": [exercise["title"] for exercise in exercises],
         "exercises": exercises,
         "min_references": config.min_references,
+        "page_range": list(config.pages),
         "figure_captions": figure_captions,
         "diagram_captions": [m.group(4) for text in raw.values() for m in DIAGRAM.finditer(text) if m.group(4)],
         "table_captions": table_captions,

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from genreport import cli, paths
 
-TREES = ("report", "templates", "genreport")
+TREES = ("report", "templates", "experiments", "genreport")
 TOP_LEVEL = {"report.toml", *TREES}
 STEP_MS = 100  # an editor's save (write a temporary file, rename it, fix the mode) takes a few ms: one batch
 # Editors' temporary files: vim's write test (4913), swap and backup files, Emacs lock files.
@@ -139,7 +139,7 @@ def build_once(build_args: list[str], saved: set[str]) -> None:
 def main(build_args: list[str]) -> int:
     changes: queue.Queue[set[str]] = queue.Queue()
     watchers = Watchers(changes)
-    print("watching report/, templates/, report.toml and genreport/; Ctrl-C stops", flush=True)
+    print("watching report/, experiments/, templates/, report.toml and genreport/; Ctrl-C stops", flush=True)
     try:
         build_once(build_args, set())
         while True:

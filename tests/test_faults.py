@@ -43,7 +43,7 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], None], list[str]]] = {
         [r"report/4-scaling\.md:\d+:", "fig:nothing-here"]),
     "missing content file": (
         lambda p: (p / "report/3-applications.md").unlink(),
-        [r"report/3-applications\.md", "missing"]),
+        [r"report\.toml:\d+:", "'Generative AI applications' is declared, but no file of report/ has it"]),
     "config value of the wrong type": (
         lambda p: replace_line(p / "report.toml", "experiment_number", 'experiment_number = "one"'),
         [r"report\.toml:\d+:", "experiment_number"]),

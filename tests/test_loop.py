@@ -41,7 +41,7 @@ def test_a_sentence_edit_takes_one_pass_and_equals_a_clean_build(scratch_project
     assert why(out, "diagram gan")[0] == "reused"
     assert "pdflatex pass 1" in out and "pdflatex pass 2" not in out
     assert why(out, "experiment gan")[0] == "reused"
-    assert why(out, "figure gan_ring") == ("reused", "key matched")
+    assert why(out, "figure gan_ring.pdf") == ("reused", "key matched")
     incremental = digest(scratch_project / "report.pdf")
 
     shutil.rmtree(scratch_project / "build/tex")  # the format, the passes' .aux/.toc/.bbl, the diagrams' copies
@@ -89,8 +89,8 @@ def test_explain_names_the_config_key_that_reran_an_experiment(scratch_project: 
     out = explained(scratch_project)
     assert why(out, "experiment diffusion") == ("reran", "report.toml profile.fast.diffusion.train_steps is new")
     assert why(out, "experiment gan")[0] == "reused"
-    assert why(out, "figure diffusion_reverse") == ("reran", "build/results/diffusion.json changed; build/results/diffusion.npz changed")
-    assert why(out, "figure gan_ring") == ("reused", "key matched")
+    assert why(out, "figure diffusion_reverse.pdf") == ("reran", "build/results/diffusion.json changed; build/results/diffusion.npz changed")
+    assert why(out, "figure gan_ring.pdf") == ("reused", "key matched")
 
 
 def test_an_unchanged_build_is_answered_but_a_damaged_output_is_not_missed(scratch_project: Path) -> None:

@@ -1,0 +1,135 @@
+"""Other labs' reports: `build.py new`, and the report's structure declared by the project, not the engine."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from genreport.check import pdf_text
+from tests.conftest import ROOT
+
+TITLE = "Prompt Patterns for Code Generation"
+
+
+def run_build(project: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    # A new project's build.py finds the engine itself; GENREPORT_PROJECT must not leak in from outside.
+    env = {k: v for k, v in os.environ.items() if k != "GENREPORT_PROJECT"}
+    return subprocess.run([sys.executable, "build.py", *args], cwd=project, capture_output=True, text=True, timeout=timeout,
+                          check=False, env=env)
+
+
+def engine_status() -> str | None:
+    done = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True, text=True,
+                          check=False)
+    return done.stdout if done.returncode == 0 else None
+
+
+ENGINE_STATUS_BEFORE: dict[str, str | None] = {}
+
+
+@pytest.fixture(scope="module")
+def new_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    ENGINE_STATUS_BEFORE["status"] = engine_status()
+    project = tmp_path_factory.mktemp("labs") / "exp2"
+    done = subprocess.run([sys.executable, str(ROOT / "build.py"), "new", str(project), "--number", "2", "--title", TITLE,
+                           "--exercise", "Zero-shot and few-shot prompts", "--exercise", "Chain of thought",
+                           "--exercise", "Evaluation"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    built = run_build(project, "--fast")
+    assert built.returncode == 0, built.stdout + built.stderr
+    return project
+
+
+def test_new_project_builds_to_a_checked_pdf_of_its_own(new_project: Path) -> None:
+    text = pdf_text(new_project / "report.pdf")
+    assert "EXPERIMENT 2" in text and TITLE in text
+    for number, heading in enumerate(("Zero-shot and few-shot prompts", "Chain of thought", "Evaluation"), start=1):
+        assert re.search(rf"^{number}\s+{heading}$", text, re.MULTILINE), heading
+    assert "Figure 1:" in text and "example_fit.pdf" in text  # the example's figure and its provenance row
+    # Nothing of Experiment 1: its text, its experiments, its figures.
+    for foreign in ("Generative adversarial", "Shakespeare", "gan_ring", "EXPERIMENT 1"):
+        assert foreign not in text
+    assert sorted(p.name for p in (new_project / "figures").iterdir()) == ["example_fit.pdf"]
+    done = run_build(new_project, "check", "report.pdf")
+    assert done.returncode == 0, done.stdout
+    assert "[x] exercise 3: Evaluation" in done.stdout
+
+
+def test_new_project_numbers_come_from_its_experiment(new_project: Path) -> None:
+    import json
+
+    metrics = json.loads((new_project / "build/results/example.json").read_text())
+    text = " ".join(pdf_text(new_project / "report.pdf").split())
+    assert f"After {metrics['config']['steps']} steps" in text and f"{metrics['test_mse']:.3g}" in text
+
+
+def test_new_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    done = subprocess.run([sys.executable, str(ROOT / "build.py"), "new", str(tmp_path), "--number", "3", "--title", "X"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 1 and "not empty" in done.stderr and sorted(os.listdir(tmp_path)) == ["notes.txt"]
+
+
+@pytest.fixture()
+def broken_copy(new_project: Path, tmp_path: Path) -> Path:
+    """A copy of the built project (its results cached) that a test may break; report.pdf is the last good one."""
+    target = tmp_path / "exp2"
+    shutil.copytree(new_project, target, symlinks=True)
+    return target
+
+
+def _replace(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+@pytest.mark.parametrize(("break_it", "where", "message"), [
+    (lambda p: (p / "experiments/extra.py").write_text("from dataclasses import dataclass\n\n\n@dataclass(frozen=True)\nclass Config:\n    steps: int = 1\n"),
+     r"experiments/extra\.py:5:", "no `def run"),
+    (lambda p: _replace(p / "experiments/plots.py", "def example_fit(example: Result):", "def example_fit(exampel: Result):"),
+     r"experiments/plots\.py:\d+:", "reads results of `exampel`"),
+    (lambda p: _replace(p / "report.toml", '  "Evaluation",', '  "Evaluation",\n  "Ablations",'),
+     r"report\.toml:19:", "'Ablations' is declared"),
+    (lambda p: (p / "report/2-duplicate.md").write_text("# Another\n"),
+     r"report/2-", "two sections have the number 2"),
+    (lambda p: _replace(p / "report.toml", "seed = 0", "seed = 0\nsead = 1"), r"report\.toml:\d+:", "[build] has no setting `sead`"),
+    (lambda p: _replace(p / "report.toml", "[profile.fast.example]", "[profile.fast.exampel]"),
+     r"report\.toml:\d+:", "[profile.fast.exampel] names no experiment"),
+])
+def test_structure_errors_name_the_file_and_line_and_keep_the_pdf(broken_copy: Path, break_it, where: str, message: str) -> None:
+    before = (broken_copy / "report.pdf").read_bytes()
+    break_it(broken_copy)
+    done = run_build(broken_copy, "--fast")
+    assert done.returncode == 1, done.stdout
+    assert re.search(where, done.stderr) and message in done.stderr, done.stderr
+    assert (broken_copy / "report.pdf").read_bytes() == before
+
+
+def test_a_text_only_lab_builds_without_torch(broken_copy: Path) -> None:
+    shutil.rmtree(broken_copy / "experiments")
+    shutil.rmtree(broken_copy / "build")
+    first = broken_copy / "report/1-zero-shot-and-few-shot-prompts.md"
+    first.write_text("# Zero-shot and few-shot prompts\n\nOnly words here.\n")
+    _replace(broken_copy / "report.toml", "[profile.default.example]\nsteps = 400\n\n[profile.fast.example]\nsteps = 100\n", "")
+    # Any import of torch by the build fails loudly: a module named torch that raises, first on the path.
+    (broken_copy / "no_torch").mkdir()
+    (broken_copy / "no_torch/torch.py").write_text("raise ImportError('torch was imported by a text-only build')\n")
+    env = {**{k: v for k, v in os.environ.items() if k != "GENREPORT_PROJECT"}, "PYTHONPATH": str(broken_copy / "no_torch")}
+    done = subprocess.run([sys.executable, "build.py"], cwd=broken_copy, capture_output=True, text=True, timeout=120, env=env,
+                          check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "experiment" not in done.stdout.split("stage")[1].split("output:")[0].replace("experiments", "")
+    assert "Only words here." in pdf_text(broken_copy / "report.pdf")
+
+
+def test_the_engine_checkout_is_untouched_by_a_new_lab(new_project: Path) -> None:
+    if ENGINE_STATUS_BEFORE["status"] is None:
+        pytest.skip("the engine is not a git checkout")
+    assert engine_status() == ENGINE_STATUS_BEFORE["status"]  # creating and building the lab wrote nothing into the engine
