@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import re
 import sys
-import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from genreport import cache, paths
+from genreport.pdftext import normalise, pdf_pages, pdf_text  # noqa: F401  (pdf_pages: part of what check offers)
 
 MIN_PAGES, MAX_PAGES = 10, 30
 MIN_REFERENCES = 15
@@ -27,29 +27,6 @@ class Item:
     name: str
     ok: bool | None  # None: could not be run (no manifest to say what to expect)
     detail: str = ""
-
-
-def normalise(text: str) -> str:
-    """Lower-case letters and digits only: immune to ligatures, hyphenation and line breaks."""
-    text = unicodedata.normalize("NFKC", text)
-    return re.sub(r"[^0-9a-z]", "", text.lower())
-
-
-def pdf_pages(pdf: Path) -> list[str]:
-    """The text of each page, extracted by PDFium: pypdf's pure-Python extractor took 0.3 s, an eighth of
-    a rebuild after a one-sentence edit; PDFium takes 0.05 s. (The tests read the PDF with pypdf, a
-    second, independent extractor.)"""
-    import pypdfium2
-
-    document = pypdfium2.PdfDocument(pdf)
-    try:
-        return [document[index].get_textpage().get_text_range().replace("\r\n", "\n") for index in range(len(document))]
-    finally:
-        document.close()
-
-
-def pdf_text(pdf: Path) -> str:
-    return "\n".join(pdf_pages(pdf))
 
 
 def font_problems(document) -> list[str]:
@@ -274,15 +251,11 @@ def _verdict_key(pdf: Path, manifest_path: Path) -> str:
     return cache.digest(parts + ([manifest_path.read_text()] if manifest_path.exists() else []))
 
 
-def main(pdf: Path, quiet: bool = False, out: Path | None = None, strict: bool = False, text: str | None = None) -> int:
+def main(pdf: Path, quiet: bool = False, strict: bool = False, text: str | None = None) -> int:
     """Print the checklist; `quiet` (the end of a build) lists only failures and trusts an earlier
     pass of the very same PDF, manifest and checks, so an unchanged build does not parse the PDF again.
     `text` is the pages' text when the caller has read it already (the build, from the PDF it just wrote)."""
     manifest_path = paths.TEX_DIR / "manifest.json"
-    if pdf.is_dir():
-        from genreport import classcheck
-
-        return classcheck.main(pdf, out)
     if not pdf.exists():
         print(f"check: {pdf} does not exist; build it with `make pdf`", file=sys.stderr)
         return 1

@@ -340,7 +340,7 @@ def first_heading(markdown: str) -> str | None:
 def match_exercises(config: ReportConfig, headings: dict[Path, str | None]) -> list[dict[str, Any]]:
     """Each declared exercise with the section number LaTeX gives it; a declared exercise that no file of
     report/ has as its first heading stops the build at its line in report.toml."""
-    from genreport.check import normalise
+    from genreport.pdftext import normalise
 
     # Sections under OUTPUT are numbered 1, 2, ... by LaTeX in file order; AIM and RESULT are unnumbered.
     numbered = [(path, heading) for path, heading in headings.items() if path.stem not in (AIM, RESULT) and heading]

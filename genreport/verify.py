@@ -55,7 +55,7 @@ class PdfText:
 
 
 def read_text(pdf: Path) -> PdfText:
-    from genreport.check import pdf_pages
+    from genreport.pdftext import pdf_pages
 
     pages = pdf_pages(pdf)
     tokens = [Token(m.group(0), number, m.start(), m.end()) for number, text in enumerate(pages, start=1) for m in TOKEN.finditer(text)]

@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from genreport import cli, paths
+from genreport import paths, summary
 
 TREES = ("report", "templates", "experiments", "genreport")
 TOP_LEVEL = {"report.toml", *TREES}
@@ -110,7 +110,7 @@ def status_line(done: subprocess.CompletedProcess, seconds: float, saved: set[st
         error = [line for line in done.stderr.strip().splitlines() if line.strip()]
         reason = "\n  ".join(error[:6]) or f"exit status {done.returncode}"
         return f"[{stamp}] build FAILED in {seconds:.1f} s{cause}; report.pdf is the last good one\n  {reason}"
-    reran = [f"{name} {status}" for name, status, _ in cli.read_summary(done.stdout) if status != "reused"]
+    reran = [f"{name} {status}" for name, status, _ in summary.read_summary(done.stdout) if status != "reused"]
     pages = re.search(r"^output: \S+ \((\d+) pages\)", done.stdout, re.MULTILINE)
     checklist = re.search(r"^checklist: (\S+ passed)", done.stdout, re.MULTILINE)
     return (f"[{stamp}] rebuilt in {seconds:.1f} s{cause}: {', '.join(reran) or 'nothing reran'}; "

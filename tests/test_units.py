@@ -283,12 +283,12 @@ def test_diagram_calls_in_either_quotes_give_a_label_and_a_caption() -> None:
 
 
 def test_the_stage_summary_reads_back_as_the_build_prints_it(capsys: pytest.CaptureFixture[str]) -> None:
-    from genreport import cli
+    from genreport import summary
 
     printed = [("experiment gan", "reused", 0.0), ("experiments, wall clock", "", 12.3), ("figures (9)", "redrew 2", 1.3),
                ("latex", "ran", 9.5)]
-    cli.print_summary(printed, None, [])
-    assert cli.read_summary(capsys.readouterr().out) == [("experiment gan", "reused", 0.0), ("figures (9)", "redrew 2", 1.3),
+    summary.print_summary(printed, None, [])
+    assert summary.read_summary(capsys.readouterr().out) == [("experiment gan", "reused", 0.0), ("figures (9)", "redrew 2", 1.3),
                                                           ("latex", "ran", 9.5)]
 
 

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from genreport import paths
-from genreport.cli import read_summary
+from genreport.summary import read_summary
 from tests.conftest import copy_project
 
 
@@ -121,7 +121,7 @@ def watch_latencies(project: Path) -> tuple[float, float]:
         pdf = project / "report.pdf"
         latencies = []
         for path, old, new in ((project / "report" / "aim.md", "\n", "\nA sentence saved while watching.\n"),
-                               (project / "genreport" / "plots.py", 'bars_ax.set_title("all heads"',
+                               (project / "experiments" / "plots.py", 'bars_ax.set_title("all heads"',
                                 'bars_ax.set_title("All heads"')):
             before = pdf.stat().st_mtime_ns
             text = path.read_text()
@@ -175,7 +175,7 @@ def main() -> None:
         print("  per edit, ours / latexmk: " + ", ".join(f"{o.wall:.2f}/{t.wall:.2f}" for o, t in zip(edits_ours, edits_latexmk)))
         print(f"  also rerun after the edit: {rerun or 'nothing'}")
 
-        plots = project / "genreport" / "plots.py"
+        plots = project / "experiments" / "plots.py"
         plots.write_text(plots.read_text().replace("def attention_map(scaling: Result):\n",
                                                    "def attention_map(scaling: Result):\n    # edited\n"))
         cost, after_plot_edit = build(project)

@@ -96,7 +96,7 @@ def experiment_digests(name: str, overrides: list[str]) -> dict[str, str]:
     from genreport import lock
 
     torch.set_num_threads(TORCH_THREADS)
-    module = importlib.import_module(f"genreport.experiments.{name}")
+    module = importlib.import_module(f"experiments.{name}")
     config = apply_overrides(module.Config.fast(), {k: tomllib.loads(f"v = {v}")["v"] for k, _, v in (o.partition("=") for o in overrides)}, name)
     results = module.run(config, "cpu")
     with tempfile.TemporaryDirectory() as scratch:

@@ -91,7 +91,7 @@ def run_cell(name: str, seeds: list[int], fast: bool, out: Path) -> None:
     from genreport.config import apply_overrides, load
 
     torch.set_num_threads(TORCH_THREADS)
-    module = importlib.import_module(f"genreport.experiments.{name}")
+    module = importlib.import_module(f"experiments.{name}")
     base = module.Config.fast() if fast else module.Config()
     profile = "fast" if fast else "default"
     config = apply_overrides(base, {**load(ROOT / "report.toml").overrides(profile, name), "seed": seeds[0]}, f"profile.{profile}.{name}")
