@@ -10,9 +10,10 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from genreport import noop, paths
+from genreport import paths
+from genreport.build import noop
+from genreport.build.summary import print_summary, unchanged_summary
 from genreport.errors import BuildError
-from genreport.summary import print_summary, unchanged_summary
 
 STAGES = ("experiments", "figures", "latex", "check")
 
@@ -79,7 +80,7 @@ def build_lock():
 
 def run(args: argparse.Namespace) -> int:
     if args.stage == "new":
-        from genreport import scaffold
+        from genreport.build import scaffold
 
         if args.pdf == paths.REPORT_PDF or args.number is None or args.title is None:
             raise BuildError("`new` needs a folder, --number and --title",
@@ -87,19 +88,19 @@ def run(args: argparse.Namespace) -> int:
         return scaffold.main(args.pdf, args.number, args.title, args.exercise, args.course)
     if args.stage == "check":
         if args.pdf.is_dir():
-            from genreport import classcheck
+            from genreport.grading import classcheck
 
             return classcheck.main(args.pdf, args.out)
-        from genreport import check
+        from genreport.grading import check
 
         return check.main(args.pdf, strict=args.strict)
     if args.stage == "verify":
-        from genreport import verify
+        from genreport.grading import verify
 
         return verify.main(args.pdf, sandbox=args.sandbox, reuse_results=args.reuse_results, rtol=args.rtol)
 
     if args.stage == "watch":
-        from genreport import watch
+        from genreport.build import watch
 
         options = [*(["--fast"] if args.fast else []), *(["--strict"] if args.strict else []), "--device", args.device,
                    "--config", str(args.config)]
@@ -112,8 +113,8 @@ def run(args: argparse.Namespace) -> int:
                 return 0
     inputs_at_start = noop.inputs(options, args.config)
 
-    from genreport import config as config_module
-    from genreport import explain
+    from genreport.build import config as config_module
+    from genreport.build import explain
     cfg = config_module.load(args.config)
     profile = "fast" if args.fast else "default"
     force = args.force or ""
@@ -135,14 +136,14 @@ def run(args: argparse.Namespace) -> int:
             summary.append(("experiments, wall clock", "", stage.wall_seconds))
         results_verdict = compare_with_lock(stage.experiments, profile, args.record)
         if last >= 1:
-            from genreport import figures
+            from genreport.build import figures
 
             drawn = figures.draw_all(force=force in ("all", "figures"), experiments=names)
             redrawn = [name for name, reused, _ in drawn if not reused]
             summary.append((f"figures ({len(drawn)})", f"redrew {len(redrawn)}" if redrawn else "reused", sum(s for *_, s in drawn)))
         pages, warnings, text = None, [], None
         if last >= 2:
-            from genreport import document
+            from genreport.latex import document
 
             outcome = document.build(cfg, force=force in ("all", "latex"), strict=args.strict, profile=profile)
             pages, warnings, text = outcome.pages, outcome.warnings, outcome.text
@@ -153,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     if args.explain:
         print(explain.report())
     if last >= 3:
-        from genreport import check
+        from genreport.grading import check
 
         status = check.main(paths.REPORT_PDF, quiet=True, strict=args.strict, text=text)
         if status == 0:
@@ -165,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
 
 def compare_with_lock(outcomes: list, profile: str, record: bool) -> list[str]:
     """Record the results in results.lock.json (--record), or say whether they reproduce it."""
-    from genreport import lock
+    from genreport.build import lock
 
     records = {o.name: lock.record_of(o.name, paths.RESULTS_DIR, o.inputs) for o in outcomes}
     if record:

@@ -15,7 +15,7 @@ TEMPLATES_DIR = ENGINE_ROOT / "templates"  # the report's layout and pandoc's fi
 
 ROOT = Path(os.environ.get(PROJECT_VARIABLE) or ENGINE_ROOT).resolve()  # the report project
 CONFIG_FILE = ROOT / "report.toml"
-RESULTS_LOCK = ROOT / "results.lock.json"  # the author's results, committed: see genreport/lock.py
+RESULTS_LOCK = ROOT / "results.lock.json"  # the author's results, committed: see genreport/build/lock.py
 CONTENT_DIR = ROOT / "report"
 EXPERIMENTS_DIR = ROOT / "experiments"  # the project's experiments and the plot functions that read their results
 DIAGRAMS_DIR = ROOT / "templates" / "diagrams"  # the project's TikZ diagrams, typeset once each

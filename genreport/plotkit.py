@@ -4,7 +4,7 @@ set up to match the report's typesetting.
 A plot function is registered with `@figure("name.pdf")` (vector PDF for plots, PNG for image grids) in
 any module of the project's experiments/ folder; its parameters name the experiments whose results it
 reads (`def gan_ring(gan: Result)`). The figure stage finds registered functions by parsing the modules
-(genreport/figures.py), so an unchanged build never imports them, matplotlib or numpy.
+(genreport/build/figures.py), so an unchanged build never imports them, matplotlib or numpy.
 """
 
 from __future__ import annotations

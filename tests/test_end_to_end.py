@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pypdf import PdfReader
 
-from genreport.check import normalise, run_checks
+from genreport.grading.check import normalise, run_checks
 from tests.conftest import build
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader, PdfWriter
 
-from genreport import check, classcheck, provenance, verify
+from genreport.grading import check, classcheck, verify
+from genreport.latex import provenance
 from tests.conftest import ROOT, build
 from tests.pdfs import prose, student_report
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from genreport import content, images, paths, texrun, typeset
+from genreport import paths
 from genreport.errors import BuildError
+from genreport.latex import content, images, texrun, typeset
 
 # --- the student's images ------------------------------------------------------------------------
 

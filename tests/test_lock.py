@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genreport import experiments, lock
+from genreport import experiments
+from genreport.build import lock
 
 INPUTS = {"sources": {"experiments/gan.py": "abc"}, "profile": "fast", "seed": 0, "torch": "2.13.0+cpu"}
 
@@ -125,7 +126,7 @@ def test_cpu_workers_are_pinned_to_avx2_kernels_on_x86_with_avx2(monkeypatch: py
 def test_the_numerics_setting_of_report_toml_reaches_the_cache_key(monkeypatch: pytest.MonkeyPatch) -> None:
     import dataclasses
 
-    from genreport.config import load
+    from genreport.build.config import load
     from genreport.paths import ROOT
 
     monkeypatch.setattr(experiments.platform, "machine", lambda: "x86_64")

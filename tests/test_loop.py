@@ -122,7 +122,7 @@ def test_an_error_in_the_text_is_reported_without_starting_over(scratch_project:
 
 
 def test_a_commit_is_not_an_unchanged_build_so_the_pdf_names_the_new_commit(scratch_project: Path) -> None:
-    from genreport import provenance
+    from genreport.latex import provenance
 
     def git(*args: str) -> str:
         return subprocess.run(["git", "-c", "user.name=Test", "-c", "user.email=test@example.org", *args], cwd=scratch_project,

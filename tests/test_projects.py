@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from genreport.check import pdf_text
+from genreport.grading.check import pdf_text
 from tests.conftest import ROOT
 
 TITLE = "Prompt Patterns for Code Generation"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pypdf import PdfReader
 
-TYPESET_ONLY = ("from pathlib import Path; from genreport import config, document; "
+TYPESET_ONLY = ("from pathlib import Path; from genreport.build import config; from genreport.latex import document; "
                 "document.build(config.load(Path('report.toml').resolve()), force=True)")
 
 

@@ -15,13 +15,13 @@ from experiments.data import deslant, ring_centers, ring_metrics
 from experiments.gan import RingConfig, frechet_distance
 from experiments.scaling import fit_power_law, ngram_loss
 from experiments.vae import knn_accuracy
-from genreport import cache
-from genreport.check import pdf_text
-from genreport.config import apply_overrides, load
-from genreport.content import check_characters, check_references, read_text
+from genreport.build import cache
+from genreport.build.config import apply_overrides, load
+from genreport.build.figures import registry
 from genreport.errors import BuildError
 from genreport.experiments import project_sources
-from genreport.figures import registry
+from genreport.grading.check import pdf_text
+from genreport.latex.content import check_characters, check_references, read_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -127,7 +127,7 @@ def test_unknown_citation_and_reference(tmp_path: Path) -> None:
 
 
 def test_bibliography_has_at_least_15_entries() -> None:
-    from genreport.content import bibliography_keys
+    from genreport.latex.content import bibliography_keys
 
     assert len(bibliography_keys(ROOT / "report/references.bib")) >= 15
 
@@ -253,7 +253,8 @@ def test_each_figure_has_its_own_source_for_the_cache_key() -> None:
 
 
 def test_unchanged_build_path_does_not_import_numpy_or_matplotlib() -> None:
-    code = ("import sys; from genreport import figures, document, check, cli; figures.registry(); "
+    code = ("import sys; from genreport import cli; from genreport.build import figures; from genreport.latex import document; "
+            "from genreport.grading import check; from genreport.experiments import discover; figures.registry(); discover(); "
             "print(sorted(m for m in ('numpy', 'matplotlib', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -269,21 +270,21 @@ def test_results_json_is_deterministic_on_cpu() -> None:
 
 
 def test_number_filters_never_print_negative_zero() -> None:
-    from genreport.content import _number, _percent
+    from genreport.latex.content import _number, _percent
 
     assert (_number(-0.0, 2), _number(-0.0004, 3), _percent(-0.00001)) == ("0.00", "0.000", "0.0%")
     assert _number(-1.5, 1) == "-1.5"
 
 
 def test_diagram_calls_in_either_quotes_give_a_label_and_a_caption() -> None:
-    from genreport.content import DIAGRAM
+    from genreport.latex.content import DIAGRAM
 
     text = """{{ diagram("gan", "A GAN. It's adversarial.") }} {{ diagram('vae', 'The "VAE".') }}"""
     assert [(m.group(2), m.group(4)) for m in DIAGRAM.finditer(text)] == [("gan", "A GAN. It's adversarial."), ("vae", 'The "VAE".')]
 
 
 def test_the_stage_summary_reads_back_as_the_build_prints_it(capsys: pytest.CaptureFixture[str]) -> None:
-    from genreport import summary
+    from genreport.build import summary
 
     printed = [("experiment gan", "reused", 0.0), ("experiments, wall clock", "", 12.3), ("figures (9)", "redrew 2", 1.3),
                ("latex", "ran", 9.5)]
@@ -293,8 +294,8 @@ def test_the_stage_summary_reads_back_as_the_build_prints_it(capsys: pytest.Capt
 
 
 def test_a_cited_entry_with_only_biblatex_fields_stops_the_build_at_its_line(tmp_path: Path) -> None:
-    from genreport.content import check_bibliography_fields
     from genreport.errors import BuildError
+    from genreport.latex.content import check_bibliography_fields
 
     bib = tmp_path / "references.bib"
     bib.write_text("@article{old2001,\n  author = {A. Author}, title = {T}, journal = {J}, year = {2001}}\n"

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from genreport import paths
-from genreport.summary import read_summary
+from genreport.build.summary import read_summary
 from tests.conftest import copy_project
 
 

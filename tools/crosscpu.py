@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from genreport.config import NUMERICS, apply_overrides  # after the path is set; neither imports torch
+from genreport.build.config import NUMERICS, apply_overrides  # after the path is set; neither imports torch
 from genreport.experiments import PINNED_NUMERICS, PORTABLE_NUMERICS, TORCH_THREADS
 
 
@@ -93,7 +93,7 @@ def experiment_digests(name: str, overrides: list[str]) -> dict[str, str]:
     import numpy as np
     import torch
 
-    from genreport import lock
+    from genreport.build import lock
 
     torch.set_num_threads(TORCH_THREADS)
     module = importlib.import_module(f"experiments.{name}")

@@ -88,7 +88,7 @@ def run_cell(name: str, seeds: list[int], fast: bool, out: Path) -> None:
 
     import torch
 
-    from genreport.config import apply_overrides, load
+    from genreport.build.config import apply_overrides, load
 
     torch.set_num_threads(TORCH_THREADS)
     module = importlib.import_module(f"experiments.{name}")

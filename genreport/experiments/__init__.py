@@ -45,8 +45,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from genreport import cache, explain, interrupts, paths, versions
-from genreport.config import ReportConfig, apply_overrides
+from genreport import paths
+from genreport.build import cache, explain, interrupts, versions
+from genreport.build.config import ReportConfig, apply_overrides
 from genreport.errors import BuildError
 
 if TYPE_CHECKING:  # the process pool is imported only when an experiment runs (10 ms of every rebuild)

@@ -21,7 +21,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genreport import cache, check, provenance, verify
+from genreport.build import cache
+from genreport.grading import check, verify
+from genreport.latex import provenance
 
 OUTPUT_DIR = "checklist-results"
 SHINGLE_WORDS = 5

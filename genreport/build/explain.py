@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genreport import cache, paths
+from genreport import paths
+from genreport.build import cache
 
 RECORD = paths.CACHE_DIR / "explain.json"
 DIGEST = "sha256:"

@@ -3,7 +3,7 @@
 Student text is Markdown, rendered first by Jinja (so numbers come from build/results) and then by
 pandoc with raw TeX switched off, so that whatever a student types is printed, never executed.
 Cross-references (@fig:x, @tbl:x, @sec:x) and citations (@key) are checked here, with file and line,
-before LaTeX ever sees them. Nothing here knows about the template or latexmk (genreport/typeset.py).
+before LaTeX ever sees them. Nothing here knows about the template or latexmk (genreport/latex/typeset.py).
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genreport import cache, images, paths, versions
-from genreport.config import ReportConfig
+from genreport import paths
+from genreport.build import cache, versions
+from genreport.build.config import ReportConfig
 from genreport.errors import BuildError
+from genreport.latex import images
 
 AIM, RESULT = "aim", "result"  # the lab record's first and last parts; every other report/*.md comes under OUTPUT
 SECTION_NUMBER = re.compile(r"^(\d+)(?=\D)")  # 1-foundations.md: its place among the sections
@@ -340,7 +342,7 @@ def first_heading(markdown: str) -> str | None:
 def match_exercises(config: ReportConfig, headings: dict[Path, str | None]) -> list[dict[str, Any]]:
     """Each declared exercise with the section number LaTeX gives it; a declared exercise that no file of
     report/ has as its first heading stops the build at its line in report.toml."""
-    from genreport.pdftext import normalise
+    from genreport.grading.pdftext import normalise
 
     # Sections under OUTPUT are numbered 1, 2, ... by LaTeX in file order; AIM and RESULT are unnumbered.
     numbered = [(path, heading) for path, heading in headings.items() if path.stem not in (AIM, RESULT) and heading]

@@ -25,7 +25,8 @@ import threading
 import time
 from pathlib import Path
 
-from genreport import paths, summary
+from genreport import paths
+from genreport.build import summary
 
 TREES = ("report", "templates", "experiments", "genreport")
 TOP_LEVEL = {"report.toml", *TREES}

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from genreport import paths, provenance
+from genreport import paths
 from genreport.errors import BuildError
+from genreport.latex import provenance
 
 if TYPE_CHECKING:
     from pypdf import PdfReader
@@ -55,7 +56,7 @@ class PdfText:
 
 
 def read_text(pdf: Path) -> PdfText:
-    from genreport.pdftext import pdf_pages
+    from genreport.grading.pdftext import pdf_pages
 
     pages = pdf_pages(pdf)
     tokens = [Token(m.group(0), number, m.start(), m.end()) for number, text in enumerate(pages, start=1) for m in TOKEN.finditer(text)]

@@ -14,7 +14,7 @@ import io
 import json
 from pathlib import Path
 
-from genreport import cache
+from genreport.build import cache
 
 SOURCES = ".sources.json"  # name -> [digest of the figures/ file, digest of the copy made from it]
 

@@ -12,7 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from genreport import cache, paths
+from genreport import paths
+from genreport.build import cache
 
 CACHE_FILE = paths.CACHE_DIR / "versions.json"
 

@@ -18,9 +18,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from genreport import cache
+from genreport.build import cache
 from genreport.errors import BuildError
-from genreport.texrun import BATCH_OPTIONS, JOB, NO_ERROR_MESSAGE, Runner, first_error, read_log
+from genreport.latex.texrun import BATCH_OPTIONS, JOB, NO_ERROR_MESSAGE, Runner, first_error, read_log
 
 NAME = "preamble"  # build/tex/preamble.fmt, found by pdflatex in its working directory
 STAMP = f"{NAME}.fmt.json"

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genreport import cache, paths
+from genreport import paths
+from genreport.build import cache
 from genreport.experiments import discover, processor  # processor reads /proc/cpuinfo with the numerics' own check
 
 FORMAT = 1

@@ -1,7 +1,7 @@
 """The LaTeX stage: content (Markdown + numbers from results) -> LaTeX body -> report.pdf.
 
-Two halves with one direction of flow: genreport/content.py turns the student's Markdown into a
-LaTeX body and a manifest; genreport/typeset.py turns that body into a PDF. This module decides
+Two halves with one direction of flow: genreport/latex/content.py turns the student's Markdown into a
+LaTeX body and a manifest; genreport/latex/typeset.py turns that body into a PDF. This module decides
 whether the stage must run at all, and replaces report.pdf only when a build has succeeded.
 """
 
@@ -15,9 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from genreport import cache, check, content, diagrams, explain, images, paths, provenance, texfigures, texformat, texrun, typeset
-from genreport.config import ReportConfig
+from genreport import paths
+from genreport.build import cache, explain
+from genreport.build.config import ReportConfig
 from genreport.errors import BuildError
+from genreport.grading import check
+from genreport.latex import content, diagrams, images, provenance, texfigures, texformat, texrun, typeset
 
 
 def stage_inputs(config: ReportConfig) -> list[Path]:

@@ -6,7 +6,7 @@ the PDF: about 0.15 s of CPU, three times what latexmk's own no-op takes. Like m
 size, modification time and inode of every file a stage reads or checks (configuration, content,
 templates, the code, the virtualenv's package list, results.lock.json, every cache, result and figure,
 report.pdf), and asks git for the commit and the changed files that the PDF's manifest names (as the
-LaTeX stage's key in genreport/document.py does); when none differs from the end of the last
+LaTeX stage's key in genreport/latex/document.py does); when none differs from the end of the last
 successful build with the same options, it prints that build's summary as reused without starting any
 stage. Any difference (an edit, a commit, a damaged or deleted cache entry, a package installed) runs
 the full build, whose own digests then decide. The inputs are taken as the build starts and the
@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from genreport import paths
-from genreport.check import VERDICT as CHECK_VERDICT  # a no-op build needs the last check to have passed
+from genreport.grading.check import VERDICT as CHECK_VERDICT  # a no-op build needs the last check to have passed
 
 FINGERPRINT = paths.CACHE_DIR / "unchanged.fingerprint"
 SUMMARY = paths.CACHE_DIR / "unchanged.summary"
@@ -64,7 +64,8 @@ def _stats(roots: list[Path], lines: list[str]) -> str:
 def inputs(options: str, config_file: Path) -> str:
     """What the stages read: taken when a build starts, so that a save during the build is not taken as built."""
     lines = [options, sys.executable, f"nvidia driver: {os.path.exists('/proc/driver/nvidia')}"]
-    from genreport import provenance, versions
+    from genreport.build import versions
+    from genreport.latex import provenance
 
     lines.append(f"site-packages: {json.dumps(versions.site_packages())}")  # a package installed or upgraded
 
@@ -90,7 +91,7 @@ def answer(options: str, config_file: Path) -> bool:
 
 def record(inputs_at_start: str, summary: str) -> None:
     """After a successful build: what a following unchanged build prints, and the state it is valid for."""
-    from genreport import cache
+    from genreport.build import cache
 
     cache.write_atomic(SUMMARY, summary.encode())
     cache.write_atomic(FINGERPRINT, f"{inputs_at_start} {outputs()}".encode())

@@ -16,10 +16,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from genreport import cache, explain, interrupts, paths
+from genreport import paths
+from genreport.build import cache, explain, interrupts
 from genreport.errors import BuildError
 
-PLOTKIT_SOURCE = Path(__file__).with_name("plotkit.py")
+PLOTKIT_SOURCE = Path(__file__).parent.parent / "plotkit.py"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
-"""LaTeX -> PDF: the template, build/tex, the TeX runs (genreport/texrun.py), and what the log says.
+"""LaTeX -> PDF: the template, build/tex, the TeX runs (genreport/latex/texrun.py), and what the log says.
 
-Takes the LaTeX body that genreport/content.py made; knows nothing about Markdown, Jinja numbers or
+Takes the LaTeX body that genreport/latex/content.py made; knows nothing about Markdown, Jinja numbers or
 pandoc. Errors and warnings point back at the student's content file through the `% source:` markers
 that each section starts with.
 """
@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from genreport import cache, diagrams, images, paths, provenance, texfigures, texformat, texrun
-from genreport.config import ReportConfig
+from genreport import paths
+from genreport.build import cache
+from genreport.build.config import ReportConfig
 from genreport.errors import BuildError
+from genreport.latex import diagrams, images, provenance, texfigures, texformat, texrun
 
 if TYPE_CHECKING:
-    from genreport.content import Body
+    from genreport.latex.content import Body
 
 # A hang guard, not a speed target (a cold build on a loaded 2-core machine took 23 s); the variable
 # lets a test or a grader's batch set another.
@@ -88,7 +90,7 @@ def write_sources(body: Body, config: ReportConfig) -> None:
                                pdf_author=escape_latex(config.title_block.student_name))
     cache.write_if_changed(tex_dir / "report.tex", document.encode())
     texfigures.sync(paths.FIGURES_DIR, tex_dir / "figures")  # opaque PNGs without their alpha channel
-    _sync_dir(paths.DIAGRAMS_DIR, tex_dir / diagrams.SOURCE_DIR)  # typeset by genreport/diagrams.py
+    _sync_dir(paths.DIAGRAMS_DIR, tex_dir / diagrams.SOURCE_DIR)  # typeset by genreport/latex/diagrams.py
     _sync_files(body.images, tex_dir, tex_dir / body.image_dir)
     cache.copy_if_changed(body.bibliography, tex_dir / body.bibliography.name)
 

@@ -25,7 +25,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from genreport import cache, lock, paths, versions
+from genreport import paths
+from genreport.build import cache, lock, versions
 
 MANIFEST_NAME = "genreport-manifest.json"
 SCHEMA = "genreport-manifest/1"
@@ -40,7 +41,7 @@ MAX_LISTED_CHANGES = 50
 
 def code() -> list[Path]:
     """Code whose output the manifest and the figure table record: the LaTeX stage reruns when it changes."""
-    from genreport import figures
+    from genreport.build import figures
 
     return [Path(__file__), figures.PLOTKIT_SOURCE, *sorted({figure.module for figure in figures.registry().values()})]
 
@@ -121,7 +122,7 @@ def tool_versions() -> dict[str, str | None]:
 def results_profile(config: Any) -> str | None:
     """Which experiment profile (default, fast) made the results in build/results: the one whose cache
     keys name exactly those files. `verify` rebuilds with it."""
-    from genreport.config import PROFILES
+    from genreport.build.config import PROFILES
     from genreport.experiments import cache_key, discover, key_inputs
 
     for profile in PROFILES:
@@ -162,7 +163,7 @@ def figure_numbers(aux: str) -> dict[str, tuple[str, str]]:
 
 def figure_provenance(tex_dir: Path = paths.TEX_DIR) -> list[dict[str, Any]]:
     """Per figure: where it is in the PDF, the function and results that drew it, and their digests."""
-    from genreport import figures
+    from genreport.build import figures
 
     registered = figures.registry()
     aux = tex_dir / "report.aux"
@@ -192,7 +193,7 @@ def write_figure_table(tex_dir: Path = paths.TEX_DIR) -> None:
     """
     from pylatex.utils import escape_latex
 
-    from genreport import figures
+    from genreport.build import figures
 
     registered = figures.registry()
     modules = sorted({paths.shown(figure.module) for figure in registered.values()})
@@ -212,7 +213,7 @@ def write_figure_table(tex_dir: Path = paths.TEX_DIR) -> None:
             drawn_by, read = "TikZ, by hand", "--"
         rows.append(rf"\ref{{{figure['label']}}} & \texttt{{{escape_latex(name)}}} & {drawn_by} & {read} \\")
     table = "\n".join([
-        "% Written by genreport/provenance.py from the figures, the plot functions and build/results.",
+        "% Written by genreport/latex/provenance.py from the figures, the plot functions and build/results.",
         r"\clearpage",  # an appendix of its own, not a heading stranded at the foot of the bibliography
         r"\section*{Figure provenance}",
         r"\addcontentsline{toc}{section}{Figure provenance}",

@@ -3,9 +3,9 @@
 The report's text says `\\input{diagrams/<name>}`; in build/tex that file is one line that includes
 diagrams/<name>.pdf, so a pass places a finished picture instead of drawing it again. Each PDF is
 typeset from build/tex/tikz/<name>.tex with the report's own preamble (the format of
-genreport/texformat.py: same fonts, colours and TikZ libraries), on a page exactly the size of the
+genreport/latex/texformat.py: same fonts, colours and TikZ libraries), on a page exactly the size of the
 picture, so it lands in the figure as the TikZ code would have. Entries live in
-build/cache/diagrams/<name>/<key>/ with a manifest of digests (genreport/cache.py), keyed by the
+build/cache/diagrams/<name>/<key>/ with a manifest of digests (genreport/build/cache.py), keyed by the
 diagram's source and the format's key: a damaged entry is typeset again, never used.
 """
 
@@ -14,9 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from genreport import cache, paths, texformat
+from genreport import paths
+from genreport.build import cache
 from genreport.errors import BuildError
-from genreport.texrun import NO_ERROR_MESSAGE, Runner, first_error, read_log
+from genreport.latex import texformat
+from genreport.latex.texrun import NO_ERROR_MESSAGE, Runner, first_error, read_log
 
 SOURCE_DIR = "tikz"  # build/tex/tikz/<name>.tex: the diagram's TikZ code, copied from templates/diagrams
 TARGET_DIR = "diagrams"  # build/tex/diagrams/<name>.tex + .pdf: what the report's \input finds

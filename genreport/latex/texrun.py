@@ -1,7 +1,7 @@
 """Running TeX for the build: one environment, one time limit, and passes until the document settles.
 
 This is the part of latexmk the build needs, driven from here so that every pass can load the
-precompiled preamble (genreport/texformat.py): pdflatex runs again only while a file that a pass reads
+precompiled preamble (genreport/latex/texformat.py): pdflatex runs again only while a file that a pass reads
 back (the .aux, .toc, .out and the bibliography's .bbl; whatever pdflatex's -recorder lists as read and
 written) changed in the pass before, and BibTeX runs only when the citations a pass wrote into the .aux
 or the .bib file changed. A pass whose inputs equal its outputs is the fixed point a clean build also ends
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genreport import cache
+from genreport.build import cache
 from genreport.errors import BuildError
 
 JOB = "report"

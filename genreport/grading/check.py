@@ -1,9 +1,9 @@
 """The grader's checklist: read report.pdf as a grader would and say what is missing.
 
-Reads the PDF and the manifest the build embedded in it (genreport/provenance.py: title block, headings,
+Reads the PDF and the manifest the build embedded in it (genreport/latex/provenance.py: title block, headings,
 captions, cited keys, digests), so a PDF checks the same on any machine. A PDF without one (another tool,
 an older build) gets the checks its text allows; the others are reported as not run, never as failed.
-`check DIR` checks a whole class (genreport/classcheck.py). Exit status 1 when any item fails.
+`check DIR` checks a whole class (genreport/grading/classcheck.py). Exit status 1 when any item fails.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from genreport import cache, paths
-from genreport.pdftext import normalise, pdf_pages, pdf_text  # noqa: F401  (pdf_pages: part of what check offers)
+from genreport import paths
+from genreport.build import cache
+from genreport.grading.pdftext import normalise, pdf_pages, pdf_text  # noqa: F401  (pdf_pages: part of what check offers)
 
 MIN_PAGES, MAX_PAGES = 10, 30
 MIN_REFERENCES = 15
@@ -213,7 +214,7 @@ def run_checks(pdf: Path, manifest: dict | None, text: str | None = None, strict
 def provenance_items(data: bytes, manifest: dict) -> list[Item]:
     """Items about the embedded manifest itself: where the PDF says it came from, and whether it is
     still the file the build wrote."""
-    from genreport import provenance
+    from genreport.latex import provenance
 
     source = manifest.get("source") or {}
     commit = (source.get("commit") or "")[:10] or "not a git checkout"
@@ -227,7 +228,7 @@ def provenance_items(data: bytes, manifest: dict) -> list[Item]:
 def manifest_for(pdf: Path, data: bytes) -> tuple[dict | None, str]:
     """The manifest to check `pdf` against, and where it came from: the one embedded in the PDF; for
     this checkout's own report.pdf from an older build, build/tex/manifest.json; otherwise none."""
-    from genreport import provenance
+    from genreport.latex import provenance
 
     try:
         embedded = provenance.read(data)
