@@ -249,6 +249,7 @@ function Header(element)
 end
 
 -- \begin{equation} ... \label{eq:x} \end{equation}: the label becomes the PDF's number.
+local equation_labels = {}  -- the equation's text as written out -> its label
 function Math(element)
   if element.mathtype ~= "DisplayMath" then
     return nil
@@ -258,12 +259,29 @@ function Math(element)
   if label then
     local number = number_of(label)
     text = text:gsub("\\label{[^}]*}", target == "gfm" and ("\\tag{" .. number .. "}") or ("\\qquad(" .. number .. ")"))
-    if target == "gfm" then
-      return { anchor(label), pandoc.Math("DisplayMath", text) }
-    end
+    equation_labels[text] = label
   end
   element.text = text
   return element
+end
+
+-- GitHub: a labelled equation's anchor goes in a paragraph of its own before it; on the line of the
+-- ```math fence it would turn the fence into HTML.
+function Para(element)
+  if target ~= "gfm" then
+    return nil
+  end
+  local anchors = pandoc.Blocks({})
+  for _, inline in ipairs(element.content) do
+    if inline.t == "Math" and equation_labels[inline.text] then
+      anchors:insert(pandoc.Plain({ anchor(equation_labels[inline.text]) }))
+    end
+  end
+  if #anchors == 0 then
+    return nil
+  end
+  anchors:insert(element)
+  return anchors
 end
 
 -- \label{ref-key} in the References list: an anchor, without pandoc's echo of the label.
@@ -302,7 +320,7 @@ end
 
 return {
   { Div = Div },  -- the title page and the labelled tables first, while their captions are whole
-  { Header = Header, Math = Math, Cite = Cite, Link = Link, Image = Image, Figure = Figure, Table = Table,
+  { Header = Header, Math = Math, Para = Para, Cite = Cite, Link = Link, Image = Image, Figure = Figure, Table = Table,
     Span = Span, RawInline = RawInline, RawBlock = RawBlock },
   { Inlines = Inlines },
 }

@@ -82,7 +82,7 @@ def pandoc_input(tex_dir: Path = paths.TEX_DIR) -> str:
     begin = BEGIN_DOCUMENT.search(report)
     if begin is None:
         raise BuildError("report.tex has no \\begin{document}", path=tex_dir / f"{JOB}.tex")
-    report = readable_tables("\\documentclass{article}\n" + report[begin.start():])
+    report = readable("\\documentclass{article}\n" + report[begin.start():])
     references = references_latex(bibliography_entries(tex_dir), read_numbers(tex_dir))
     if not BIBLIOGRAPHY_COMMAND.search(report):
         raise BuildError("report.tex has no \\bibliography{...} line", path=tex_dir / f"{JOB}.tex")
@@ -97,8 +97,38 @@ LAST_FOOT = re.compile(r"\\bottomrule(?:\\noalign\{\})?\s*\\endlastfoot")
 COLUMN_PREFIX = re.compile(r">\{\\(?:raggedright|raggedleft|centering)\\arraybackslash\}")
 
 
+# \tightlist (list spacing, defined by the template) makes the reader take a description list for a plain block.
+TIGHTLIST = re.compile(r"^\\tightlist\n", re.MULTILINE)
+# Highlighted code (pandoc's Shaded/Highlighting, a Verbatim with command characters) is lost by the reader:
+# it goes back to plain verbatim text, token macros removed and the escapes of pandoc's highlighter undone.
+HIGHLIGHTED = re.compile(r"\\begin\{Shaded\}\s*\\begin\{Highlighting\}(?:\[[^\]]*\])?\n(.*?)\\end\{Highlighting\}\s*\\end\{Shaded\}", re.DOTALL)
+HIGHLIGHT_PIECE = re.compile(r"\\[A-Za-z]+Tok\{|\\([A-Za-z]+)\{\}|\\\^\{\}|\{-\}|\\([{}_&%#$])|\}")
+HIGHLIGHT_CHARACTERS = {"textbackslash": "\\", "VerbBar": "|", "textasciigrave": "`", "textquotesingle": "'", "textasciitilde": "~",
+                        "textasciicircum": "^", "textgreater": ">", "textless": "<"}
+
+
+def _code_piece(match: re.Match) -> str:
+    piece = match.group(0)
+    if piece.endswith("Tok{") or piece == "}":
+        return ""
+    if match.group(1):
+        return HIGHLIGHT_CHARACTERS.get(match.group(1), piece)
+    if match.group(2):
+        return match.group(2)
+    return {"\\^{}": "^", "{-}": "-"}[piece]
+
+
+def plain_code(match: re.Match) -> str:
+    return "\\begin{verbatim}\n" + HIGHLIGHT_PIECE.sub(_code_piece, match.group(1)) + "\\end{verbatim}"
+
+
 def readable_tables(latex: str) -> str:
     return COLUMN_PREFIX.sub("", LAST_FOOT.sub("", REPEATED_HEAD.sub(lambda _: "\\endhead", latex)))
+
+
+def readable(latex: str) -> str:
+    """What pandoc's reader mistakes, rewritten so that it reads it as the PDF shows it."""
+    return HIGHLIGHTED.sub(plain_code, TIGHTLIST.sub("", readable_tables(latex)))
 
 
 def title_block(tex_dir: Path = paths.TEX_DIR) -> dict:
