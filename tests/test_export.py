@@ -224,16 +224,31 @@ def test_exports_skip_unchanged_inputs_and_give_the_same_bytes_again(export_proj
     assert after.keys() == before.keys() and all(after[path] == before[path] for path in before)
 
 
-def test_a_failed_build_leaves_the_last_exports_and_names_the_line(export_project: Path, tmp_path: Path) -> None:
+def append(path: Path, text: str) -> None:
+    path.write_text(path.read_text(encoding="utf-8") + text, encoding="utf-8")
+
+
+# A build that fails before LaTeX (the content), and one that fails in LaTeX after build/tex/report.tex was
+# rewritten: an export that went on would show the marker.
+FAILED_BUILDS = {
+    "unknown citation": (lambda p: append(p / "report/aim.md", "\nAs shown before [@nosuchkey2099].\n"),
+                         r"report/aim\.md:\d+:.*nosuchkey2099"),
+    "LaTeX error": (lambda p: append(p / "report/aim.md", "\nA formula $\\notamacro{x}$, BrokenBuildMarker.\n"),
+                    r"report/aim\.md:\d+: LaTeX error"),
+}
+
+
+@pytest.mark.parametrize("case", FAILED_BUILDS)
+def test_a_failed_build_leaves_the_last_exports_and_names_the_line(export_project: Path, tmp_path: Path, case: str) -> None:
     project = tmp_path / "project"
     shutil.copytree(export_project, project, symlinks=True)
-    aim = project / "report" / "aim.md"
-    aim.write_text(aim.read_text(encoding="utf-8") + "\nAs shown before [@nosuchkey2099].\n", encoding="utf-8")
+    breaks, message = FAILED_BUILDS[case]
+    breaks(project)
     readme = project / OUTPUTS["github"]
     last_good = readme.read_bytes()
     done = export(project, "github")
     assert done.returncode != 0
-    assert re.search(r"report/aim\.md:\d+:.*nosuchkey2099", done.stderr), done.stderr
+    assert re.search(message, done.stderr), done.stderr
     assert "last export is unchanged" in done.stderr
     assert readme.read_bytes() == last_good
 

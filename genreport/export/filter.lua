@@ -1,6 +1,6 @@
 -- The report's LaTeX (build/tex/report.tex, read by pandoc) made fit for another format, with the numbers
 -- the PDF shows. The numbers come from LaTeX's own .aux (labels and citations), handed over as JSON by
--- genreport/export/document.py in GENREPORT_EXPORT: so "Figure 3" here is Figure 3 in report.pdf.
+-- genreport/export/convert.py in GENREPORT_EXPORT: so "Figure 3" here is Figure 3 in report.pdf.
 --   citations become numbered links to the References list, compressed as natbib prints them ([2, 3], [23-25]);
 --   \Cref / \cref / \ref become "Figure 3", "Sections 2 and 4", "3";
 --   numbered headings, figure and table captions carry their numbers; labelled equations their tag;
