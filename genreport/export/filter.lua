@@ -284,6 +284,22 @@ function Para(element)
   return anchors
 end
 
+-- A task list item (☐ or ☒ first, see genreport/export/source.py) in a tight list, as pandoc writes - [ ] for it.
+function BulletList(element)
+  for _, item in ipairs(element.content) do
+    local first = item[1]
+    if first and first.t == "Para" and first.content[1] and first.content[1].t == "Str"
+        and (first.content[1].text == "☐" or first.content[1].text == "☒") then
+      local content = first.content
+      if content[2] and content[2].t == "SoftBreak" then
+        content[2] = pandoc.Space()  -- the item's text began on the next line of the LaTeX
+      end
+      item[1] = pandoc.Plain(content)
+    end
+  end
+  return element
+end
+
 -- \label{ref-key} in the References list: an anchor, without pandoc's echo of the label.
 function Span(element)
   if element.attributes["label"] then
@@ -321,6 +337,6 @@ end
 return {
   { Div = Div },  -- the title page and the labelled tables first, while their captions are whole
   { Header = Header, Math = Math, Para = Para, Cite = Cite, Link = Link, Image = Image, Figure = Figure, Table = Table,
-    Span = Span, RawInline = RawInline, RawBlock = RawBlock },
+    BulletList = BulletList, Span = Span, RawInline = RawInline, RawBlock = RawBlock },
   { Inlines = Inlines },
 }

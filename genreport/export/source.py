@@ -122,12 +122,19 @@ def plain_code(match: re.Match) -> str:
     return "\\begin{verbatim}\n" + HIGHLIGHT_PIECE.sub(_code_piece, match.group(1)) + "\\end{verbatim}"
 
 
+# Task list boxes are item labels, which the reader drops; as the item's first character (pandoc's own form
+# of a task list) GitHub gets - [ ] / - [x] back.
+TASK_BOXES = {"\\item[$\\square$]": "\\item ☐ ", "\\item[$\\boxtimes$]": "\\item ☒ "}
+
+
 def readable_tables(latex: str) -> str:
     return COLUMN_PREFIX.sub("", LAST_FOOT.sub("", REPEATED_HEAD.sub(lambda _: "\\endhead", latex)))
 
 
 def readable(latex: str) -> str:
     """What pandoc's reader mistakes, rewritten so that it reads it as the PDF shows it."""
+    for box, character in TASK_BOXES.items():
+        latex = latex.replace(box, character)
     return HIGHLIGHTED.sub(plain_code, TIGHTLIST.sub("", readable_tables(latex)))
 
 
