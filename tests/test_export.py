@@ -134,6 +134,7 @@ def test_github_readme_renders_with_every_image_and_link_resolved(export_project
     assert r"$`\alpha^2 + \sqrt{x}`$" in markdown  # the caption's maths, in GitHub's syntax
     assert "``` math" in markdown or "```math" in markdown
     assert "- [ ] TaskOpenMarker" in markdown and "- [x] TaskDoneMarker" in markdown  # GitHub's task list
+    assert re.search(r"^7\.\s+SevenStartMarker", markdown, re.MULTILINE)  # a list that starts at seven still does
 
 
 def test_github_readme_has_the_title_block_headings_numbers_and_citations_of_the_pdf(export_project: Path) -> None:

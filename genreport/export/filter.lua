@@ -334,7 +334,24 @@ function RawBlock(element)
   end
 end
 
+-- genreport/export/source.py marks where an ordered list starts elsewhere than 1, just before the list.
+function Blocks(blocks)
+  local out = pandoc.Blocks({})
+  for index, block in ipairs(blocks) do
+    local following = blocks[index + 1]
+    if block.t == "Div" and block.classes:includes("genreportliststart") then
+      if following and following.t == "OrderedList" then
+        following.listAttributes.start = tonumber(pandoc.utils.stringify(block))
+      end
+    else
+      out:insert(block)
+    end
+  end
+  return out
+end
+
 return {
+  { Blocks = Blocks },
   { Div = Div },  -- the title page and the labelled tables first, while their captions are whole
   { Header = Header, Math = Math, Para = Para, Cite = Cite, Link = Link, Image = Image, Figure = Figure, Table = Table,
     BulletList = BulletList, Span = Span, RawInline = RawInline, RawBlock = RawBlock },

@@ -127,6 +127,17 @@ def plain_code(match: re.Match) -> str:
 TASK_BOXES = {"\\item[$\\square$]": "\\item ☐ ", "\\item[$\\boxtimes$]": "\\item ☒ "}
 
 
+# An ordered list that starts elsewhere than 1 sets its counter (\setcounter{enumi}{6}), which the reader
+# ignores; it becomes a marker block before the list that filter.lua turns into the list's start.
+LIST_START = re.compile(r"(\\begin\{enumerate\}\n(?:\\def\\labelenum[iv]+\{[^\n]*\}\n)?)\\setcounter\{enum[iv]+\}\{(\d+)\}\n")
+LIST_START_MARKER = "genreportliststart"
+
+
+def _marked_list_start(match: re.Match) -> str:
+    start = int(match.group(2)) + 1
+    return f"\\begin{{{LIST_START_MARKER}}}{start}\\end{{{LIST_START_MARKER}}}\n{match.group(1)}"
+
+
 def readable_tables(latex: str) -> str:
     return COLUMN_PREFIX.sub("", LAST_FOOT.sub("", REPEATED_HEAD.sub(lambda _: "\\endhead", latex)))
 
@@ -135,7 +146,7 @@ def readable(latex: str) -> str:
     """What pandoc's reader mistakes, rewritten so that it reads it as the PDF shows it."""
     for box, character in TASK_BOXES.items():
         latex = latex.replace(box, character)
-    return HIGHLIGHTED.sub(plain_code, TIGHTLIST.sub("", readable_tables(latex)))
+    return LIST_START.sub(_marked_list_start, HIGHLIGHTED.sub(plain_code, TIGHTLIST.sub("", readable_tables(latex))))
 
 
 def title_block(tex_dir: Path = paths.TEX_DIR) -> dict:
