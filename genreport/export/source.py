@@ -91,10 +91,12 @@ def pandoc_input(tex_dir: Path = paths.TEX_DIR) -> str:
 
 # pandoc 3.9's LaTeX reader loses the first cell of a long table's first row after \endlastfoot, and of
 # later rows when the columns are declared >{\raggedright\arraybackslash}p{...}: the repeated head and
-# the foot (page furniture) and the alignment prefixes are taken out before it reads the table.
+# the foot (page furniture) are taken out, and such columns become l, r or c (alignment kept, widths left
+# to the target) before it reads the table.
 REPEATED_HEAD = re.compile(r"\\endfirsthead.*?\\endhead", re.DOTALL)
 LAST_FOOT = re.compile(r"\\bottomrule(?:\\noalign\{\})?\s*\\endlastfoot")
-COLUMN_PREFIX = re.compile(r">\{\\(?:raggedright|raggedleft|centering)\\arraybackslash\}")
+ALIGNED_COLUMN = re.compile(r">\{\\(raggedright|raggedleft|centering)\\arraybackslash\}p\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\}")
+COLUMN_TYPE = {"raggedright": "l", "raggedleft": "r", "centering": "c"}
 
 
 # \tightlist (list spacing, defined by the template) makes the reader take a description list for a plain block.
@@ -139,7 +141,8 @@ def _marked_list_start(match: re.Match) -> str:
 
 
 def readable_tables(latex: str) -> str:
-    return COLUMN_PREFIX.sub("", LAST_FOOT.sub("", REPEATED_HEAD.sub(lambda _: "\\endhead", latex)))
+    latex = LAST_FOOT.sub("", REPEATED_HEAD.sub(lambda _: "\\endhead", latex))
+    return ALIGNED_COLUMN.sub(lambda match: COLUMN_TYPE[match.group(1)], latex)
 
 
 def readable(latex: str) -> str:
