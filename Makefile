@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-data.txt 2
 TEX_PACKAGES := latexmk texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
                 texlive-pictures lmodern texlive-bibtex-extra poppler-utils
 
-.PHONY: pdf fast watch new test check verify bench robustness crosscpu lint setup tex sandbox clean distclean
+.PHONY: pdf fast watch new test check verify export bench robustness crosscpu lint setup tex sandbox clean distclean
 
 pdf: setup
 	@$(PY) build.py $(ARGS)
@@ -33,6 +33,10 @@ check: setup
 # Rebuild in a sandbox and compare with a PDF: make verify PDF=student.pdf
 verify: setup sandbox
 	@$(PY) build.py verify --sandbox $(or $(PDF),report.pdf) $(ARGS)
+
+# The report in another format, from the build (built first when stale): make export FORMAT=github|overleaf|docx
+export: setup
+	@$(PY) build.py export $(or $(FORMAT),$(error FORMAT is missing: make export FORMAT=github, overleaf or docx)) $(ARGS)
 
 bench: setup
 	$(PY) tools/bench.py

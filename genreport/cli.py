@@ -30,7 +30,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                "  python build.py check submissions/        # a whole class: results.csv + one JSON per PDF\n"
                "  python build.py verify student.pdf        # rebuild and compare (--sandbox: no network)\n"
                "  python build.py watch        # rebuild on every save, one status line each\n"
-               "  python build.py new ../exp2 --number 2 --title \"Prompt Patterns\"   # a report project for another lab",
+               "  python build.py new ../exp2 --number 2 --title \"Prompt Patterns\"   # a report project for another lab\n"
+               "  python build.py export github|overleaf|docx  # the report in another format (export --help)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", nargs="?", default="all", choices=("all", *STAGES, "verify", "watch", "new"),
                         help="run the stages up to and including this one (default: all); `check` only checks; "
@@ -179,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     # A shell that starts a job in the background makes it ignore SIGINT, and Python then never raises
     # KeyboardInterrupt; a build must stop cleanly on Ctrl-C however it was started.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["export"]:  # `build.py export FORMAT`: its own options (genreport/export)
+        from genreport import export
+
+        return export.main(argv[1:])
     args = parse_args(argv)
     start = time.perf_counter()
     try:
