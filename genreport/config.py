@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from genreport.engines import check_characters
 from genreport.errors import BuildError
 
 PROFILES = ("default", "fast")
@@ -49,6 +50,15 @@ def _line_of(text: str, key: str) -> int | None:
     return text.count("\n", 0, match.start()) + 1 if match else None
 
 
+def _value_start(text: str, key: str) -> tuple[int, int]:
+    """Line and column of the first character inside the quotes of `key = "..."`, so that a character the
+    report cannot set is reported where the student typed it (exact unless the value uses escapes)."""
+    line = _line_of(text, key) or 1
+    source_line = text.splitlines()[line - 1] if text else ""
+    value = re.match(rf"""\s*{re.escape(key)}\s*=\s*(?:\"\"\"|'''|["'])""", source_line)
+    return line, (value.end() + 1 if value else 1)
+
+
 def load(path: Path) -> ReportConfig:
     try:
         text = path.read_text(encoding="utf-8")
@@ -75,6 +85,8 @@ def load(path: Path) -> ReportConfig:
                 path=path, line=_line_of(text, field.name))
         if expected is str and not value.strip():
             raise BuildError(f"`{field.name}` is empty", path=path, line=_line_of(text, field.name))
+        if expected is str:
+            check_characters(path, value, *_value_start(text, field.name))
         values[field.name] = value
 
     seed = data.get("build", {}).get("seed", 0)
