@@ -82,8 +82,7 @@ class Font:
     index: int = 0  # the face inside a .ttc collection
 
 
-MAIN_FONTS = {"regular": "lmroman10-regular.otf", "bold": "lmroman10-bold.otf", "italic": "lmroman10-italic.otf",
-              "bolditalic": "lmroman10-bolditalic.otf", "mono": "lmmono10-regular.otf"}  # TeX Live's Latin Modern
+MAIN_FONT = "lmroman10-regular.otf"  # TeX Live's Latin Modern, as templates/report.tex.j2 loads it
 NOTO = "fonts-noto-core"
 CJK = "fonts-noto-cjk"
 # Tried in order for each character the main font lacks. Indic scripts get their script tag: HarfBuzz
@@ -127,7 +126,7 @@ def _installed() -> dict[str, Path]:
 
 
 def font_path(name: str) -> Path | None:
-    if name in MAIN_FONTS.values():
+    if name == MAIN_FONT:
         located = subprocess.run(["kpsewhich", name], capture_output=True, text=True, check=False).stdout.strip()
         return Path(located) if located else None
     return _installed().get(name)
@@ -168,7 +167,7 @@ def coverage(name: str, index: int = 0) -> frozenset[int]:
 def font_for(ch: str) -> Font | None:
     """The fallback font that sets `ch` (None when Latin Modern has it, or when no font has it: see unsupported)."""
     code = ord(ch)
-    if code in coverage(MAIN_FONTS["regular"]):
+    if code in coverage(MAIN_FONT):
         return None
     return next((font for font in FALLBACK_FONTS if code in coverage(font.regular, font.index)), None)
 
@@ -183,7 +182,7 @@ def unsupported(ch: str) -> str | None:
         return f"character {described} is a control, format or unassigned code point, not text"
     if RIGHT_TO_LEFT.match(ch):
         return f"character {described} is from a right-to-left script, which the build cannot set yet"
-    if font_for(ch) is not None or ord(ch) in coverage(MAIN_FONTS["regular"]):
+    if font_for(ch) is not None or ord(ch) in coverage(MAIN_FONT):
         return None
     missing = sorted({font.package for font in FALLBACK_FONTS if font_path(font.regular) is None})
     if missing:
