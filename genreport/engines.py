@@ -58,10 +58,18 @@ _PDFLATEX_RUN = re.compile("[\n\t\x20-\x7e\xa0-\xac\xae-\u017f" + re.escape("".j
 
 
 def unicode_definitions(engine: str) -> str:
-    """The template's \\newunicodechar lines. Under LuaLaTeX Greek letters stay text (a Greek word is set in
-    Noto Serif, not as maths symbols); the other symbols look the same as under pdfLaTeX."""
-    mapped = {ch: latex for ch, latex in UNICODE_LATEX.items() if engine == PDFLATEX or not "\u0370" <= ch <= "\u03ff"}
+    """The template's \\newunicodechar lines: pdfLaTeX sets these symbols as maths or text commands; LuaLaTeX
+    too, except Greek letters in text (_greek_letter)."""
+    mapped = {ch: latex if engine == PDFLATEX or not _greek(ch) else _greek_letter(ch, latex) for ch, latex in UNICODE_LATEX.items()}
     return "\n".join(rf"\newunicodechar{{{ch}}}{{{latex}}}" for ch, latex in mapped.items())
+
+
+def _greek_letter(ch: str, latex: str) -> str:
+    """Under LuaLaTeX a Greek letter is maths in maths and a letter of the text font (Noto Serif, which
+    mark_text switches to) in text: a Greek word stays a word."""
+    command = re.fullmatch(r"\\ensuremath\{(.*)\}", latex).group(1)
+    return rf'\ifmmode{command}\else\char"{ord(ch):04X}\relax\fi'
+
 
 
 def engine_for(texts: Iterable[str]) -> str:
@@ -73,28 +81,27 @@ def engine_for(texts: Iterable[str]) -> str:
 
 @dataclass(frozen=True)
 class Font:
-    """A fallback font: its regular (and bold) file, the HarfBuzz script it is shaped as, its Debian package."""
+    """A font for what Latin Modern lacks: its regular (and bold) file, the script HarfBuzz shapes it as
+    (fontspec's name for it), its Debian package."""
 
     regular: str
     bold: str | None
     package: str
-    script: str | None = None  # ISO 15924 script code; None lets HarfBuzz take it from the text (Latin, Greek, CJK...)
+    script: str | None = None  # None: the font's default (Latin, Greek and Cyrillic need no reordering)
     index: int = 0  # the face inside a .ttc collection
 
 
 MAIN_FONT = "lmroman10-regular.otf"  # TeX Live's Latin Modern, as templates/report.tex.j2 loads it
 NOTO = "fonts-noto-core"
 CJK = "fonts-noto-cjk"
-# Tried in order for each character the main font lacks. Indic scripts get their script tag: HarfBuzz
-# reorders their vowel signs only when told the script (a guessed or Latin script leaves them in place).
+# Tried in order for each character the main font lacks. Indic scripts are named: HarfBuzz reorders their
+# vowel signs only when told the script (a guessed or Latin script leaves them in place).
 FALLBACK_FONTS: tuple[Font, ...] = (
     Font("NotoSerif-Regular.ttf", "NotoSerif-Bold.ttf", NOTO),  # Greek, Cyrillic, the rest of Latin
-    *(Font(f"NotoSerif{name}-Regular.ttf", f"NotoSerif{name}-Bold.ttf", NOTO, tag) for name, tag in (
-        ("Devanagari", "deva"), ("Tamil", "taml"), ("Bengali", "beng"), ("Telugu", "telu"), ("Kannada", "knda"),
-        ("Malayalam", "mlym"), ("Gujarati", "gujr"), ("Gurmukhi", "guru"), ("Sinhala", "sinh"), ("Thai", "thai"),
-        ("Lao", "laoo"), ("Khmer", "khmr"), ("Myanmar", "mymr"), ("Tibetan", "tibt"), ("Armenian", "armn"),
-        ("Georgian", "geor"), ("Ethiopic", "ethi"))),
-    Font("NotoSerifCJK-Regular.ttc", "NotoSerifCJK-Bold.ttc", CJK, index=2),  # the Simplified Chinese face
+    *(Font(f"NotoSerif{script}-Regular.ttf", f"NotoSerif{script}-Bold.ttf", NOTO, script) for script in (
+        "Devanagari", "Tamil", "Bengali", "Telugu", "Kannada", "Malayalam", "Gujarati", "Gurmukhi", "Sinhala",
+        "Thai", "Lao", "Khmer", "Myanmar", "Tibetan", "Armenian", "Georgian", "Ethiopic")),
+    Font("NotoSerifCJK-Regular.ttc", "NotoSerifCJK-Bold.ttc", CJK, "CJK", index=2),  # the Simplified Chinese face
     Font("NotoSansMath-Regular.ttf", None, NOTO),
     Font("NotoSansSymbols-Regular.ttf", "NotoSansSymbols-Bold.ttf", NOTO),
     Font("NotoSansSymbols2-Regular.ttf", None, NOTO),
@@ -215,54 +222,95 @@ def _hint(message: str) -> str:
     return "replace it, or write maths between $...$"
 
 
-# --- what the Unicode engine's preamble says about fonts -------------------------------------------
+# --- what the Unicode engine's preamble and text say about fonts -----------------------------------
 
-def _lua_string(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _spec(path: Path, font: Font, index: int) -> str:
-    subfont = f"({index})" if path.suffix == ".ttc" else ""
-    script = f"script={font.script};" if font.script else ""
-    return f"[{path}]{subfont}:mode=harf;{script}"
-
-
-def fallback_fonts(texts: Iterable[str]) -> list[Font]:
-    """The fallback fonts `texts` use, in FALLBACK_FONTS's order: the first of them that has a character is
-    the one LuaTeX takes it from, as font_for says. Loading only these keeps each pass short."""
-    needed = {font_for(ch) for text in texts for ch in set(text) if not pdflatex_can_set(ch) or "\u0370" <= ch <= "\u03ff"}
+def _fonts_of(chars: Iterable[str]) -> list[Font]:
+    needed = {font_for(ch) for ch in set(chars) if not pdflatex_can_set(ch) or _greek(ch)}
     return [font for font in FALLBACK_FONTS if font in needed]
 
 
-def fallback_definitions(texts: list[str]) -> str:
-    """Lua for the template: the fallback lists for regular and bold text (luaotfload.add_fallback)."""
-    japanese = any(0x3040 <= ord(ch) <= 0x30FF for text in texts for ch in text)
-    lists = {"regular": [], "bold": []}
-    for font in fallback_fonts(texts):
-        index = JAPANESE_FACE if japanese and font.package == CJK else font.index
-        for weight, name in (("regular", font.regular), ("bold", font.bold or font.regular)):
-            path = font_path(name) or font_path(font.regular)
-            if path is not None:
-                lists[weight].append(_lua_string(_spec(path, font, index)))
-    return "\n".join(f"luaotfload.add_fallback(\"genreport{weight}\", {{{', '.join(specs)}}})" for weight, specs in lists.items())
+def _greek(ch: str) -> bool:
+    return "\u0370" <= ch <= "\u03ff"
+
+
+def _japanese(texts: Iterable[str]) -> bool:
+    return any(re.search("[\u3040-\u30ff]", text) for text in texts)
+
+
+def font_families(texts: list[str]) -> str:
+    """The template's \\newfontfamily lines: one family per font the texts use (\\genreportfont<i>, i its place in
+    FALLBACK_FONTS), which mark_text switches to run by run. A family is loaded only at the sizes a run of it
+    is set in: a fallback list on Latin Modern loaded every font at every size, which doubled a pass."""
+    lines = []
+    for font in _fonts_of("".join(texts)):
+        path = font_path(font.regular)
+        bold = font.bold if font.bold and font_path(font.bold) else font.regular
+        index = JAPANESE_FACE if font.package == CJK and _japanese(texts) else font.index
+        options = [f"Path={path.parent}/", "Renderer=HarfBuzz", f"BoldFont={bold}", f"ItalicFont={font.regular}",
+                   f"BoldItalicFont={bold}", *([f"Script={font.script}"] if font.script else []),
+                   *([f"FontIndex={index}"] if path.suffix == ".ttc" else [])]
+        lines.append(rf"\expandafter\newfontfamily\csname genreportfont{FALLBACK_FONTS.index(font)}\endcsname"
+                     f"{{{font.regular}}}[{', '.join(options)}]")
+    return "\n".join(lines)
+
+
+def verbatim_fallbacks(sections: Iterable[str], texts: list[str]) -> str:
+    """Lua for the template: the fallback list of the monospaced font, for what verbatim blocks (which print
+    macros as typed, so mark_text cannot switch fonts there) hold beyond Latin Modern; empty when nothing."""
+    chars = "".join(block for latex in sections for block in _VERBATIM.findall(latex))
+    specs = []
+    for font in _fonts_of(chars):
+        path = font_path(font.regular)
+        index = JAPANESE_FACE if font.package == CJK and _japanese(texts) else font.index
+        subfont = f"({index})" if path.suffix == ".ttc" else ""
+        specs.append(f'"[{path}]{subfont}:mode=harf;"')
+    return f"luaotfload.add_fallback(\"genreportmono\", {{{', '.join(specs)}}})" if specs else ""
 
 
 def mark_text(latex: str) -> str:
-    """LaTeX for LuaLaTeX: each word of a reordered script wrapped in \\genreportactualtext{<UTF-16 hex>}{word},
-    a break allowed between two Chinese or Japanese characters; never inside the arguments of labels,
-    references and URLs, which are names, not text, nor in a verbatim block, which prints macros as typed."""
+    """LaTeX for LuaLaTeX: each run of characters Latin Modern lacks set in the font that has them
+    (\\genreportscript{<i>}{run}), each word of a reordered script wrapped in \\genreportactualtext{<UTF-16
+    hex>}{word}, a break allowed between two Chinese or Japanese characters. Never inside the arguments of
+    labels, references, URLs and images (names, not text), maths, or a verbatim block (macros print as typed)."""
+    pieces, position = [], 0
+    for kept in _KEPT.finditer(latex):
+        pieces += [_mark_runs(latex[position:kept.start()]), kept.group(0)]
+        position = kept.end()
+    return "".join([*pieces, _mark_runs(latex[position:])])
+
+
+def _mark_runs(text: str) -> str:
+    fonts = [font_for(ch) if not pdflatex_can_set(ch) or _greek(ch) else None for ch in text]
+    # A space or a joiner between two characters of one font belongs to their run.
+    for index, ch in enumerate(text):
+        if fonts[index] is None and (ch == " " or ch in INVISIBLE):
+            before = fonts[index - 1] if index else None
+            after = next((fonts[j] for j in range(index + 1, len(text)) if text[j] != " " and text[j] not in INVISIBLE), None)
+            if before is not None and before == after:
+                fonts[index] = before
+    out, start = [], 0
+    for index in range(1, len(text) + 1):
+        if index == len(text) or fonts[index] != fonts[start]:
+            run = text[start:index]
+            font = fonts[start]
+            out.append(run if font is None else rf"\genreportscript{{{FALLBACK_FONTS.index(font)}}}{{{_mark_words(run)}}}")
+            start = index
+    return "".join(out)
+
+
+def _mark_words(run: str) -> str:
     def replace(match: re.Match) -> str:
-        if match.group("name"):
-            return match.group(0)
         if match.group("cjk"):
             return match.group(0) + r"\genreportcjkbreak{}"
         word = match.group(0)
         return rf"\genreportactualtext{{FEFF{word.encode('utf-16-be').hex().upper()}}}{{{word}}}"
 
-    return _MARKED.sub(replace, latex)
+    return _WORDS.sub(replace, run)
 
 
 CJK_CHARACTERS = "\u2e80-\u2fff\u3040-\u30ff\u3100-\u312f\u3190-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003ffff"
-_MARKED = re.compile(r"(?P<name>\\(?:label|ref|cref|Cref|autoref|hypertarget|hyperlink|url|href|citep?|citet)\*?"
-                     r"(?:\[[^\]]*\])?\{[^{}]*\}|\\begin\{verbatim\}.*?\\end\{verbatim\})"
-                     f"|(?P<cjk>[{CJK_CHARACTERS}](?=[{CJK_CHARACTERS}]))|{REORDERED_WORD.pattern}", re.DOTALL)
+_WORDS = re.compile(f"(?P<cjk>[{CJK_CHARACTERS}](?=[{CJK_CHARACTERS}]))|{REORDERED_WORD.pattern}")
+_VERBATIM = re.compile(r"\\begin\{verbatim\}.*?\\end\{verbatim\}", re.DOTALL)
+_KEPT = re.compile(r"\\(?:label|ref|cref|Cref|autoref|hypertarget|hyperlink|url|href|citep?|citet|includegraphics)\*?"
+                   r"(?:\[[^\]]*\])?\{[^{}]*\}|" + _VERBATIM.pattern +
+                   r"|\\\(.*?\\\)|\\\[.*?\\\]|\\begin\{(equation|align|gather|multline)\*?\}.*?\\end\{\1\*?\}", re.DOTALL)

@@ -93,15 +93,17 @@ def write_sources(body: Body, config: ReportConfig) -> None:
         sections = {name: engines.mark_text(latex) for name, latex in sections.items()}
     values = {"title": title, "sections": sections, "bibliography": body.bibliography.name,
               "pdf_title": escape_latex(config.title_block.title), "pdf_author": escape_latex(config.title_block.student_name)}
+    unicode_fonts = {"font_families": engines.font_families(body.texts),
+                     "mono_fallbacks": engines.verbatim_fallbacks(body.sections.values(), body.texts)}
     document = render_template("report.tex.j2", engine=body.engine, preamble=_preamble(body.engine, body.preamble),
-                               fallbacks=engines.fallback_definitions(body.texts) if body.engine == engines.LUALATEX else "",
+                               **(unicode_fonts if body.engine == engines.LUALATEX else {"font_families": "", "mono_fallbacks": ""}),
                                **values)
     cache.write_if_changed(tex_dir / "report.tex", document.encode())
     if body.engine == engines.LUALATEX:
         # The diagrams are typeset by pdfLaTeX with its precompiled preamble whatever the report's engine
         # (genreport/diagrams.py): their text is the template's, never the student's, and their cache stays valid.
         for_format = render_template("report.tex.j2", engine=engines.PDFLATEX, preamble=_preamble(engines.PDFLATEX, body.preamble),
-                                     fallbacks="", **{**values, "pdf_title": "", "pdf_author": ""})
+                                     font_families="", mono_fallbacks="", **{**values, "pdf_title": "", "pdf_author": ""})
         cache.write_if_changed(tex_dir / texformat.PDFLATEX_SOURCE, for_format.encode())
         cache.copy_if_changed(paths.TEMPLATES_DIR / ACTUALTEXT_LUA, tex_dir / ACTUALTEXT_LUA)
     texfigures.sync(paths.FIGURES_DIR, tex_dir / "figures")  # opaque PNGs without their alpha channel
