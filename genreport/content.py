@@ -303,8 +303,9 @@ def convert(config: ReportConfig, content_dir: Path = paths.CONTENT_DIR) -> Body
         "diagram_captions": [m.group(4) for text in raw.values() for m in DIAGRAM.finditer(text) if m.group(4)],
         "table_captions": table_captions,
         "cited_keys": sorted(cited),
+        "engine": engines.engine_for(texts),  # which TeX engine the text needed (genreport/engines.py)
     }
-    return Body(sections, macros, engines.engine_for(texts), texts, bib_path, student_images, images.TEX_SUBDIR, manifest)
+    return Body(sections, macros, manifest["engine"], texts, bib_path, student_images, images.TEX_SUBDIR, manifest)
 
 
 def _shown(path: Path) -> str:
