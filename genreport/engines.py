@@ -3,9 +3,10 @@
 pdfLaTeX, with its precompiled preamble, sets ASCII, Latin-1, Latin Extended-A, typographic punctuation
 and the symbols UNICODE_LATEX maps; a report written in those keeps it (one fast pass per sentence edit).
 Any other character makes the whole report a LuaLaTeX one: fontspec, Latin Modern as with pdfLaTeX, and
-for each character Latin Modern lacks the first font of FALLBACK_FONTS (Debian's Noto families, Symbola
-for emoji) that has it, shaped by HarfBuzz. A character no installed font has, or a right-to-left
-script, is an error at the student's file, line and column (`unsupported`), never a LaTeX failure.
+each run of characters Latin Modern lacks set in the first font of FALLBACK_FONTS (Debian's Noto
+families, Symbola for emoji) that has them, shaped by HarfBuzz (`mark_text`). A character no installed
+font has, or a right-to-left script, is an error at the student's file, line and column (`unsupported`),
+never a LaTeX failure.
 
 `engine_for(texts)` is the one place that decides; the exports call it too, so they name the same engine.
 """
@@ -179,13 +180,13 @@ def font_for(ch: str) -> Font | None:
     return next((font for font in FALLBACK_FONTS if code in coverage(font.regular, font.index)), None)
 
 
+@functools.cache
 def unsupported(ch: str) -> str | None:
     """Why the build cannot set `ch` with either engine, or None when one of them can."""
     if pdflatex_can_set(ch) or ch in INVISIBLE:
         return None
-    category = unicodedata.category(ch)
     described = f"{ch!r} (U+{ord(ch):04X} {unicodedata.name(ch, 'unnamed')})"
-    if category in ("Cc", "Cf", "Cs", "Co", "Cn"):
+    if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn"):
         return f"character {described} is a control, format or unassigned code point, not text"
     if RIGHT_TO_LEFT.match(ch):
         return f"character {described} is from a right-to-left script, which the build cannot set yet"
