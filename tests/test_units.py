@@ -104,9 +104,10 @@ def test_typographic_and_greek_characters_are_accepted(tmp_path: Path) -> None:
     check_characters(tmp_path / "x.md", "“quotes” – dashes — … café naïve α β ≤ ≥ × ± °")
 
 
-def test_unsupported_character_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(BuildError, match=r"U\+4E2D"):
-        check_characters(tmp_path / "x.md", "中")
+def test_character_in_no_font_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match=r"column 3: .*U\+1F979") as error:  # Unicode 14: newer than Symbola
+        check_characters(tmp_path / "x.md", "ok\nok🥹")
+    assert error.value.line == 2
 
 
 def test_non_utf8_bytes_are_reported(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 Prints, in one run: no-op build vs latexmk's own no-op; one sentence edited vs latexmk on the .tex
 that edit generated (latexmk reads the preamble and draws the TikZ diagrams on every run, as the build
-did before it precompiled the one and cached the other); experiment wall times and training FLOP/s as a fraction of
+did before it precompiled the one and cached the other), for the Latin report (pdfLaTeX) and for one whose
+name and text need the Unicode engine (LuaLaTeX, against latexmk -lualatex); experiment wall times and training FLOP/s as a fraction of
 this machine's fp32 matmul peak (measured here); with `build.py watch` running, the seconds from a
 save to the new report.pdf for a sentence and for a plot. Works on a copy so the checkout is untouched.
 """
@@ -63,18 +64,67 @@ def ratio_line(what: str, ours: Cost, theirs: Cost, target: float) -> str:
 # latexmk as the build ran it before it had a precompiled preamble and cached diagrams.
 LATEXMK = ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error",
            "-pdflatex=pdflatex -no-shell-escape %O %S", "-silent", "report.tex"]
+# The same for a report that needs the Unicode engine (genreport/latex/engines.py).
+LATEXMK_LUA = ["latexmk", "-lualatex", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error",
+               "-lualatex=lualatex -no-shell-escape %O %S", "-silent", "report.tex"]
 EDITS = 7
+# A name and a sentence that pdfLaTeX cannot set, so the build switches to LuaLaTeX.
+UNICODE_NAME = "Nguyễn Thị Minh Khai"
+UNICODE_SENTENCE = " Tamil: செயற்கை நுண்ணறிவு; Hindi: कृत्रिम बुद्धिमत्ता; Chinese: 人工智能."
 
 
-def latexmk_tree(tex: Path) -> Path:
+def latexmk_tree(tex: Path, latexmk: list[str] = LATEXMK, name: str = "tex-latexmk") -> Path:
     """build/tex as latexmk alone would typeset it: the same generated report.tex, the diagrams as TikZ code."""
-    tree = tex.parent / "tex-latexmk"
+    tree = tex.parent / name
     shutil.copytree(tex, tree, ignore=shutil.ignore_patterns("preamble*", "diagram-*", "*.fls", ".bibtex-inputs"))
     for source in (tree / "tikz").glob("*.tex"):
         (tree / "diagrams" / f"{source.stem}.pdf").unlink(missing_ok=True)
         shutil.copy2(source, tree / "diagrams" / source.name)
-    subprocess.run(LATEXMK, cwd=tree, check=True, capture_output=True)
+    subprocess.run(latexmk, cwd=tree, check=True, capture_output=True)
     return tree
+
+
+def sentence_edits(project: Path, baseline: Path, latexmk: list[str], original: str) -> tuple[list[Cost], list[Cost], list[str]]:
+    """Our build after a sentence is added, then latexmk on the very report.tex it generated, EDITS times.
+
+    Each edit is one sentence added to the aim's first paragraph of `original` (a different sentence each
+    time, so each build sees a one-sentence change): edits that pile up would move page breaks and turn
+    some rebuilds into two passes for both tools, which is another measurement."""
+    content = project / "report" / "aim.md"
+    first_paragraph_end = original.index("\n\n")
+    ours, theirs, after_edit = [], [], {}
+    for i in range(EDITS):
+        content.write_text(original[:first_paragraph_end] + f" Edited sentence number {i}." + original[first_paragraph_end:])
+        cost, after_edit = build(project)
+        ours.append(cost)
+        shutil.copy2(project / "build" / "tex" / "report.tex", baseline / "report.tex")
+        theirs.append(run_measured(latexmk, baseline)[0])
+    return ours, theirs, [name for name, (status, _) in after_edit.items() if status != "reused" and name != "latex"]
+
+
+def unicode_report(project: Path, latin_edit: Cost) -> None:
+    """The same measurements for a report whose name and text need LuaLaTeX: its first build, and a sentence
+    edit against latexmk -lualatex and against the same edit of the Latin report (`latin_edit`, pdfLaTeX)."""
+    config = project / "report.toml"
+    content = project / "report" / "aim.md"
+    latin_config, latin_text = config.read_text(), content.read_text()
+    paragraph_end = latin_text.index("\n\n")
+    unicode_text = latin_text[:paragraph_end] + UNICODE_SENTENCE + latin_text[paragraph_end:]
+    config.write_text("\n".join(f'student_name = "{UNICODE_NAME}"' if line.startswith("student_name") else line
+                                for line in latin_config.splitlines()) + "\n")
+    content.write_text(unicode_text)
+    first, _ = build(project)
+    print(f"report needing the Unicode engine (LuaLaTeX), first build: {first.wall:.1f} s wall, {first.cpu:.1f} s CPU")
+    baseline = latexmk_tree(project / "build" / "tex", LATEXMK_LUA, "tex-latexmk-lua")
+    ours, theirs, rerun = sentence_edits(project, baseline, LATEXMK_LUA, unicode_text)
+    print(ratio_line(f"Unicode report, one sentence edited (median of {EDITS})", median(ours), median(theirs), 0.7))
+    print("  per edit, ours / latexmk -lualatex: " + ", ".join(f"{o.wall:.2f}/{t.wall:.2f}" for o, t in zip(ours, theirs)))
+    print(f"  also rerun after the edit: {rerun or 'nothing'}")
+    print(f"  the Unicode path's edit costs {median(ours).wall / latin_edit.wall:.1f} times the pdfLaTeX path's wall clock, "
+          f"{median(ours).cpu / latin_edit.cpu:.1f} times its CPU")
+    config.write_text(latin_config)
+    content.write_text(latin_text)
+    build(project)
 
 
 def matmul_peak_flops(threads: int) -> float:
@@ -156,24 +206,14 @@ def main() -> None:
         baseline = latexmk_tree(tex)
         print(ratio_line("no-op `make pdf`", timed(["make", "-s", "pdf"], project), timed(LATEXMK, baseline), 2))
 
-        # Side by side: our build after a sentence is added, then latexmk on the very report.tex it generated.
-        # Each edit is one sentence added to the aim's first paragraph of the original text (a different
-        # sentence each time, so each build sees a one-sentence change): edits that pile up would move
-        # page breaks and turn some rebuilds into two passes for both tools, which is another measurement.
         content = project / "report" / "aim.md"
         original = content.read_text()
-        first_paragraph_end = original.index("\n\n")
-        edits_ours, edits_latexmk = [], []
-        for i in range(EDITS):
-            content.write_text(original[:first_paragraph_end] + f" Edited sentence number {i}." + original[first_paragraph_end:])
-            cost, after_edit = build(project)
-            edits_ours.append(cost)
-            shutil.copy2(tex / "report.tex", baseline / "report.tex")
-            edits_latexmk.append(run_measured(LATEXMK, baseline)[0])
-        rerun = [name for name, (status, _) in after_edit.items() if status != "reused" and name != "latex"]
+        edits_ours, edits_latexmk, rerun = sentence_edits(project, baseline, LATEXMK, original)
+        content.write_text(original)
         print(ratio_line(f"one sentence edited, `python build.py` (median of {EDITS})", median(edits_ours), median(edits_latexmk), 0.7))
         print("  per edit, ours / latexmk: " + ", ".join(f"{o.wall:.2f}/{t.wall:.2f}" for o, t in zip(edits_ours, edits_latexmk)))
         print(f"  also rerun after the edit: {rerun or 'nothing'}")
+        unicode_report(project, median(edits_ours))
 
         plots = project / "experiments" / "plots.py"
         plots.write_text(plots.read_text().replace("def attention_map(scaling: Result):\n",

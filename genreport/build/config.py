@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from genreport.errors import BuildError
+from genreport.latex.engines import check_characters
 
 PROFILES = ("default", "fast")
 # The tables report.toml may hold and the keys each knows; anything else is a typo, reported at its line.
@@ -98,6 +99,15 @@ def _exercises(section: Any, text: str, path: Path) -> tuple[Exercise, ...]:
     return tuple(exercises)
 
 
+def _value_start(text: str, key: str) -> tuple[int, int]:
+    """Line and column of the first character inside the quotes of `key = "..."`, so that a character the
+    report cannot set is reported where the student typed it (exact unless the value uses escapes)."""
+    line = _line_of(text, key) or 1
+    source_line = text.splitlines()[line - 1] if text else ""
+    value = re.match(rf"""\s*{re.escape(key)}\s*=\s*(?:\"\"\"|'''|["'])""", source_line)
+    return line, (value.end() + 1 if value else 1)
+
+
 def load(path: Path) -> ReportConfig:
     try:
         text = path.read_text(encoding="utf-8")
@@ -125,6 +135,8 @@ def load(path: Path) -> ReportConfig:
                 path=path, line=_line_of(text, field.name))
         if expected is str and not value.strip():
             raise BuildError(f"`{field.name}` is empty", path=path, line=_line_of(text, field.name))
+        if expected is str:
+            check_characters(path, value, *_value_start(text, field.name))
         values[field.name] = value
 
     seed = data.get("build", {}).get("seed", 0)

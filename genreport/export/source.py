@@ -16,7 +16,7 @@ from pathlib import Path
 from genreport import paths
 from genreport.errors import BuildError
 
-JOB = "report"  # build/tex/report.tex, the job genreport/texrun.py typesets
+JOB = "report"  # build/tex/report.tex, the job genreport/latex/texrun.py typesets
 # The title block's fields as the title page prints them: (label, key of manifest.json's title_block).
 TITLE_FIELDS = (("Name", "student_name"), ("Register Number", "register_number"), ("Course", "course"), ("Date", "date"))
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from genreport import paths
 from genreport.build import cache
-from genreport.grading.pdftext import normalise, pdf_pages, pdf_text  # noqa: F401  (pdf_pages: part of what check offers)
+from genreport.grading.pdftext import letters, normalise, pdf_pages, pdf_text  # noqa: F401  (pdf_pages: part of what check offers)
 
 MIN_PAGES, MAX_PAGES = 10, 30
 MIN_REFERENCES = 15
@@ -85,6 +85,7 @@ def pdf_structure(pdf: Path) -> Structure | str:
 
 
 NO_MANIFEST = "the PDF carries no genreport manifest"
+TITLE_PAGE_CHARS = 3000  # the title block is on the first page: the start of the text is enough
 
 
 def _labelled(text: str, label: str) -> str | None:
@@ -95,7 +96,7 @@ def _labelled(text: str, label: str) -> str | None:
 
 def title_from_text(text: str) -> dict[str, str | None]:
     """Name and register number as printed on the first page, for a PDF whatever its manifest says."""
-    first_page = text[:3000]
+    first_page = text[:TITLE_PAGE_CHARS]
     return {"student_name": _labelled(first_page, "(?:student\\s+)?name"),
             "register_number": _labelled(first_page, r"reg(?:ister|istration|\.)?\s*(?:number|no\.?)")}
 
@@ -108,10 +109,11 @@ def _title_items(text: str, flat: str, manifest: dict | None) -> list[Item]:
         experiment = re.search(r"EXPERIMENT\s+\d+", text)
         return items + [Item("title block: experiment number", experiment is not None, experiment.group(0) if experiment else "")]
     title = manifest.get("title_block", {})
+    title_page = letters(text[:TITLE_PAGE_CHARS])
     items = []
     for field in ("title", "student_name", "register_number", "date"):
         value = str(title.get(field, ""))
-        items.append(Item(f"title block: {field}", bool(value) and normalise(value) in flat, value))
+        items.append(Item(f"title block: {field}", bool(value) and normalise(value) in flat and letters(value) in title_page, value))
     number = title.get("experiment_number", "?")
     items.append(Item("title block: experiment number", f"EXPERIMENT {number}" in text, f"EXPERIMENT {number}"))
     return items

@@ -102,7 +102,7 @@ def _check(submission: Submission, path: Path, data: bytes, reader: Any) -> None
         for key in ("student_name", "register_number"):
             built = str(title.get(key, ""))
             shown = getattr(submission, key)
-            if shown and built and check.normalise(shown) != check.normalise(built):
+            if shown and built and check.letters(shown) != check.letters(built):
                 submission.flags.append(f"{key.replace('_', ' ')} printed ({shown}) differs from the build's manifest ({built})")
             if not shown:
                 setattr(submission, key, built or None)
@@ -128,7 +128,7 @@ def flag_pairs(submissions: list[Submission]) -> list[dict[str, Any]]:
         overlap = len(a & b) / len(a | b) if a and b else 0.0
         if overlap >= TEXT_OVERLAP_FLAG:
             reasons.append(f"text overlap {overlap:.0%} (word {SHINGLE_WORDS}-grams)")
-        if first.register_number and check.normalise(first.register_number) == check.normalise(second.register_number or ""):
+        if first.register_number and check.letters(first.register_number) == check.letters(second.register_number or ""):
             reasons.append(f"same register number {first.register_number}")
         if reasons:
             pairs.append({"files": [first.file, second.file], "reasons": reasons, "text_overlap": round(overlap, 3)})

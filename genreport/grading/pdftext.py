@@ -13,6 +13,13 @@ def normalise(text: str) -> str:
     return re.sub(r"[^0-9a-z]", "", text.lower())
 
 
+def letters(text: str) -> str:
+    """Letters and digits of any script, lower-cased, without accents or vowel signs (NFKD, then every mark
+    dropped): what a name looks like whichever engine set it and whichever extractor read it back. normalise
+    keeps only a-z and 0-9, so a name in Tamil or Chinese would be empty there and match anything."""
+    return re.sub(r"[\W_]+", "", unicodedata.normalize("NFKD", text).lower())
+
+
 def pdf_pages(pdf: Path) -> list[str]:
     """The text of each page, extracted by PDFium: pypdf's pure-Python extractor took 0.3 s, an eighth of
     a rebuild after a one-sentence edit; PDFium takes 0.05 s. (The tests read the PDF with pypdf, a

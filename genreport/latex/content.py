@@ -24,58 +24,13 @@ from genreport import paths
 from genreport.build import cache, versions
 from genreport.build.config import ReportConfig
 from genreport.errors import BuildError
-from genreport.latex import images
+from genreport.latex import engines, images
+from genreport.latex.engines import check_characters  # which engine and font can set a character: genreport/latex/engines.py
 
 AIM, RESULT = "aim", "result"  # the lab record's first and last parts; every other report/*.md comes under OUTPUT
 SECTION_NUMBER = re.compile(r"^(\d+)(?=\D)")  # 1-foundations.md: its place among the sections
 BIBLIOGRAPHY = "references.bib"
 PANDOC_TIMEOUT_S = 30
-
-# Characters beyond Latin-1 that the template maps for pdfLaTeX (newunicodechar); everything else
-# outside ASCII, Latin-1 and Latin Extended-A is refused with its file, line and column.
-UNICODE_LATEX = {
-    **{chr(0x3B1 + i): rf"\ensuremath{{\{name}}}" for i, name in enumerate(
-        ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu", "nu", "xi", "o", "pi", "rho", "varsigma", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega"]) if name not in {"o"}},
-    "Γ": r"\ensuremath{\Gamma}", "Δ": r"\ensuremath{\Delta}", "Θ": r"\ensuremath{\Theta}", "Λ": r"\ensuremath{\Lambda}",
-    "Π": r"\ensuremath{\Pi}", "Σ": r"\ensuremath{\Sigma}", "Φ": r"\ensuremath{\Phi}", "Ψ": r"\ensuremath{\Psi}",
-    "Ω": r"\ensuremath{\Omega}", "≤": r"\ensuremath{\leq}", "≥": r"\ensuremath{\geq}", "≠": r"\ensuremath{\neq}",
-    "≈": r"\ensuremath{\approx}", "→": r"\ensuremath{\rightarrow}", "←": r"\ensuremath{\leftarrow}",
-    "↔": r"\ensuremath{\leftrightarrow}", "⇒": r"\ensuremath{\Rightarrow}", "∞": r"\ensuremath{\infty}",
-    "∑": r"\ensuremath{\sum}", "√": r"\ensuremath{\surd}", "∈": r"\ensuremath{\in}", "∝": r"\ensuremath{\propto}",
-    "−": r"\ensuremath{-}", "∼": r"\ensuremath{\sim}", "⋅": r"\ensuremath{\cdot}", "∂": r"\ensuremath{\partial}",
-    "∇": r"\ensuremath{\nabla}", "′": r"\ensuremath{'}", "‑": "-", "\u2009": r"\,", "\u202f": r"\,",
-    "€": r"\texteuro{}", "™": r"\texttrademark{}", "•": r"\textbullet{}", "†": r"\textdagger{}",
-}
-TYPOGRAPHIC = set("‘’‚“”„–—…")  # handled by pdfLaTeX's utf8 input encoding with T1 fonts
-
-
-def is_printable(ch: str) -> bool:
-    code = ord(ch)
-    return (
-        ch in "\n\t" or 0x20 <= code < 0x7F or 0xA0 <= code <= 0x17F and code != 0xAD
-        or ch in TYPOGRAPHIC or ch in UNICODE_LATEX
-    )
-
-
-# Every character is_printable accepts: a file that matches throughout needs no look at each character.
-_PRINTABLE_RUN = re.compile("[\n\t\x20-\x7e\xa0-\xac\xae-\u017f" + re.escape("".join(sorted(TYPOGRAPHIC | set(UNICODE_LATEX)))) + "]*")
-
-
-def check_characters(path: Path, text: str) -> None:
-    if _PRINTABLE_RUN.fullmatch(text):
-        return
-    for number, line in enumerate(text.splitlines(), start=1):
-        for column, ch in enumerate(line, start=1):
-            if is_printable(ch):
-                continue
-            if ch == "\ufffd":
-                raise BuildError(
-                    f"column {column}: U+FFFD REPLACEMENT CHARACTER (\ufffd) - text broken by a copy-paste",
-                    path=path, line=number, hint="retype the character that was lost (often a hyphen or a quote)")
-            raise BuildError(
-                f"column {column}: character {ch!r} (U+{ord(ch):04X}) cannot be typeset by the report's fonts",
-                path=path, line=number, hint="replace it, or write maths between $...$ (e.g. $\\alpha$)")
-
 
 def read_text(path: Path) -> str:
     try:
@@ -365,7 +320,9 @@ class Body:
     converted text relies on, the student's images, and what the grader's checklist compares against."""
 
     sections: dict[str, str]  # LaTeX by content file name without .md, in the report's order (aim first, result last)
-    preamble: str  # \\newunicodechar mappings and pandoc's code-highlighting macros
+    preamble: str  # pandoc's code-highlighting macros (typeset.py adds the engine's character mappings)
+    engine: str  # engines.PDFLATEX, or engines.LUALATEX when the text or the title block needs it
+    texts: list[str]  # what the student wrote, as typeset: the Unicode engine picks its fonts by it
     bibliography: Path
     images: dict[str, Path]  # path inside build/tex -> the student's file under report/
     image_dir: str  # the folder of build/tex that holds exactly those images
@@ -392,8 +349,10 @@ def convert(config: ReportConfig, content_dir: Path = paths.CONTENT_DIR) -> Body
     sections, figure_captions, table_captions, student_images = {}, [], [], {}
     macros, macros_file = highlighting_macros()
     conversions = {macros_file}
+    texts = [*map(str, vars(config.title_block).values()), bib_path.read_text(encoding="utf-8")]
     for path, text in raw.items():
         markdown = render_markdown(path, text, context)
+        texts.append(markdown)
         check_characters(path, markdown)
         converted = pandoc_to_latex(path, markdown)
         sections[path.stem] = f"% source: {paths.shown(path)}\n" + converted.latex
@@ -417,6 +376,6 @@ def convert(config: ReportConfig, content_dir: Path = paths.CONTENT_DIR) -> Body
         "diagram_captions": [m.group(4) for text in raw.values() for m in DIAGRAM.finditer(text) if m.group(4)],
         "table_captions": table_captions,
         "cited_keys": sorted(cited),
+        "engine": engines.engine_for(texts),  # which TeX engine the text needed (genreport/latex/engines.py)
     }
-    unicode_definitions = "\n".join(rf"\newunicodechar{{{ch}}}{{{latex}}}" for ch, latex in UNICODE_LATEX.items())
-    return Body(sections, f"{unicode_definitions}\n{macros}", bib_path, student_images, images.TEX_SUBDIR, manifest)
+    return Body(sections, macros, manifest["engine"], texts, bib_path, student_images, images.TEX_SUBDIR, manifest)

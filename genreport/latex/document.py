@@ -99,14 +99,14 @@ def build(config: ReportConfig, force: bool, strict: bool = False, profile: str 
     body = content.convert(config)
     typeset.write_sources(body, config)
     provenance.write_figure_table(paths.TEX_DIR)
-    print("  typesetting (pdflatex with the precompiled preamble, BibTeX when citations changed)", flush=True)
+    print(f"  typesetting ({typeset.ENGINE_SUMMARY[body.engine]}, BibTeX when citations changed)", flush=True)
     # TeX keeps one core busy; the other loads the PDF libraries that the manifest and the checklist use
     # (pikepdf and PDFium, 0.1 s, a tenth of a rebuild after a one-sentence edit). The page count comes
     # from TeX's log.
     preload = threading.Thread(target=_load_pdf_readers)
     preload.start()
     try:
-        tex = typeset.run_tex()
+        tex = typeset.run_tex(body.engine)
     finally:
         preload.join()
     warnings = [str(warning) for warning in tex.warnings]

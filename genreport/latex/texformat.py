@@ -25,6 +25,8 @@ from genreport.latex.texrun import BATCH_OPTIONS, JOB, NO_ERROR_MESSAGE, Runner,
 NAME = "preamble"  # build/tex/preamble.fmt, found by pdflatex in its working directory
 STAMP = f"{NAME}.fmt.json"
 BEGIN_DOCUMENT = "\\begin{document}"
+# When the report itself is set by LuaLaTeX, the pdfLaTeX version of its preamble (for the diagrams) is here.
+PDFLATEX_SOURCE = "report-pdflatex.tex"
 
 
 @dataclass(frozen=True)
@@ -90,10 +92,10 @@ def _reason(recorded: dict, preamble_digest: str, installation: dict[str, str], 
     return None
 
 
-def ensure(runner: Runner) -> FormatOutcome:
-    """Build build/tex/preamble.fmt from build/tex/report.tex's preamble unless the one there is current."""
+def ensure(runner: Runner, source_name: str = f"{JOB}.tex") -> FormatOutcome:
+    """Build build/tex/preamble.fmt from the preamble of build/tex/`source_name` unless the one there is current."""
     tex_dir = runner.tex_dir
-    source = tex_dir / f"{JOB}.tex"
+    source = tex_dir / source_name
     preamble_digest = cache.digest([preamble_of(source.read_text(), source)])
     stamp = tex_dir / STAMP
     recorded = cache.read_json_dict(stamp)
@@ -108,7 +110,7 @@ def ensure(runner: Runner) -> FormatOutcome:
     stamp.unlink(missing_ok=True)
     building = f"{NAME}-ini"
     log = tex_dir / f"{building}.log"
-    done = runner.run(["pdftex", "-ini", *BATCH_OPTIONS, f"-jobname={building}", "&pdflatex", "mylatexformat.ltx", f"{JOB}.tex"], log)
+    done = runner.run(["pdftex", "-ini", *BATCH_OPTIONS, f"-jobname={building}", "&pdflatex", "mylatexformat.ltx", source_name], log)
     built = tex_dir / f"{building}.fmt"
     if done.returncode != 0 or not built.exists():
         error = first_error(read_log(log))

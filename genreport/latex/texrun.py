@@ -66,6 +66,10 @@ class Runner:
     def pdflatex(self, source: str, fmt: str, log: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         return self.run(["pdflatex", "-no-shell-escape", f"-fmt={fmt}", "-recorder", *BATCH_OPTIONS, source], log, env)
 
+    def lualatex(self, source: str, log: Path) -> subprocess.CompletedProcess:
+        """A LuaLaTeX pass, which reads the preamble itself: fonts loaded by luaotfload do not survive in a format."""
+        return self.run(["lualatex", "-no-shell-escape", "-recorder", *BATCH_OPTIONS, source], log)
+
     def timed_out(self, log: Path) -> BuildError:
         return BuildError(f"LaTeX did not finish within {self.limit_s:.0f} s (a macro that never ends?)", path=log,
                           hint="look for a recursive definition in your content")
@@ -157,8 +161,10 @@ def _in_content(error: BuildError, content_dir: Path) -> bool:
     return error.path is not None and Path(error.path).resolve().is_relative_to(content_dir.resolve())
 
 
-def typeset(runner: Runner, fmt: str, on_latex_error: Callable[[], BuildError], content_dir: Path) -> PassesOutcome:
-    """pdflatex (and BibTeX when its inputs changed) until a pass changes nothing that the next would read."""
+def typeset(runner: Runner, fmt: str, on_latex_error: Callable[[], BuildError], content_dir: Path,
+            engine: str = "pdflatex") -> PassesOutcome:
+    """pdflatex with the format `fmt`, or lualatex (and BibTeX when its inputs changed) until a pass changes
+    nothing that the next would read."""
     tex_dir = runner.tex_dir
     log = tex_dir / f"{JOB}.log"
     outcome = PassesOutcome()
@@ -169,7 +175,7 @@ def typeset(runner: Runner, fmt: str, on_latex_error: Callable[[], BuildError], 
                              hint="a label or page reference that changes every pass (e.g. a figure moving back and forth)")
         feeds = set(DEFAULT_FEEDS) | _recorded_feeds(tex_dir)
         before = _digests(tex_dir, feeds)
-        done = runner.pdflatex(f"{JOB}.tex", fmt, log)
+        done = runner.lualatex(f"{JOB}.tex", log) if engine == "lualatex" else runner.pdflatex(f"{JOB}.tex", fmt, log)
         if done.returncode != 0:
             error = on_latex_error()
             if outcome.passes or not any(before.values()) or _in_content(error, content_dir):
@@ -186,7 +192,7 @@ def typeset(runner: Runner, fmt: str, on_latex_error: Callable[[], BuildError], 
         written = re.search(r"^Output written on \S+ \((\d+) pages?", done.stdout, re.MULTILINE)
         outcome.pages = int(written.group(1)) if written else None
         outcome.passes += 1
-        outcome.steps.append(Step(f"pdflatex pass {outcome.passes}", True, why))
+        outcome.steps.append(Step(f"{engine} pass {outcome.passes}", True, why))
         bibtex_inputs, cites = _bibtex_inputs(tex_dir)
         stamp = tex_dir / BIBTEX_STAMP
         if not cites:  # BibTeX stops with an error on a document without citations: no bibliography then

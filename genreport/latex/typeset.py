@@ -18,7 +18,7 @@ from genreport import paths
 from genreport.build import cache
 from genreport.build.config import ReportConfig
 from genreport.errors import BuildError
-from genreport.latex import diagrams, images, provenance, texfigures, texformat, texrun
+from genreport.latex import diagrams, engines, images, provenance, texfigures, texformat, texrun
 
 if TYPE_CHECKING:
     from genreport.latex.content import Body
@@ -34,6 +34,10 @@ def latex_timeout() -> int:
 
 
 OVERFULL_LIMIT_PT = 1.0
+ACTUALTEXT_LUA = "actualtext.lua"  # loaded by the LuaLaTeX preamble from build/tex
+# The build's line for each engine: which one set the report, and why (genreport/latex/engines.py decides).
+ENGINE_SUMMARY = {engines.PDFLATEX: "pdflatex with the precompiled preamble",
+                  engines.LUALATEX: "lualatex with Noto fonts: the text has characters pdfLaTeX cannot set"}
 
 
 def latex_environment():
@@ -85,14 +89,33 @@ def write_sources(body: Body, config: ReportConfig) -> None:
     tex_dir = paths.TEX_DIR
     tex_dir.mkdir(parents=True, exist_ok=True)
     title = {field: escape_latex(str(value)) for field, value in vars(config.title_block).items()}
-    document = render_template("report.tex.j2", title=title, sections=body.sections, preamble=body.preamble,
-                               bibliography=body.bibliography.name, pdf_title=escape_latex(config.title_block.title),
-                               pdf_author=escape_latex(config.title_block.student_name))
+    sections = body.sections
+    if body.engine == engines.LUALATEX:
+        title = {field: engines.mark_text(value) for field, value in title.items()}
+        sections = {name: engines.mark_text(latex) for name, latex in sections.items()}
+    values = {"title": title, "sections": sections, "bibliography": body.bibliography.name,
+              "pdf_title": escape_latex(config.title_block.title), "pdf_author": escape_latex(config.title_block.student_name)}
+    unicode_fonts = {"font_families": engines.font_families(body.texts),
+                     "mono_fallbacks": engines.verbatim_fallbacks(body.sections.values(), body.texts)}
+    document = render_template("report.tex.j2", engine=body.engine, preamble=_preamble(body.engine, body.preamble),
+                               **(unicode_fonts if body.engine == engines.LUALATEX else {"font_families": "", "mono_fallbacks": ""}),
+                               **values)
     cache.write_if_changed(tex_dir / "report.tex", document.encode())
+    if body.engine == engines.LUALATEX:
+        # The diagrams are typeset by pdfLaTeX with its precompiled preamble whatever the report's engine
+        # (genreport/latex/diagrams.py): their text is the template's, never the student's, and their cache stays valid.
+        for_format = render_template("report.tex.j2", engine=engines.PDFLATEX, preamble=_preamble(engines.PDFLATEX, body.preamble),
+                                     font_families="", mono_fallbacks="", **{**values, "pdf_title": "", "pdf_author": ""})
+        cache.write_if_changed(tex_dir / texformat.PDFLATEX_SOURCE, for_format.encode())
+        cache.copy_if_changed(paths.TEMPLATES_DIR / ACTUALTEXT_LUA, tex_dir / ACTUALTEXT_LUA)
     texfigures.sync(paths.FIGURES_DIR, tex_dir / "figures")  # opaque PNGs without their alpha channel
     _sync_dir(paths.DIAGRAMS_DIR, tex_dir / diagrams.SOURCE_DIR)  # typeset by genreport/latex/diagrams.py
     _sync_files(body.images, tex_dir, tex_dir / body.image_dir)
     cache.copy_if_changed(body.bibliography, tex_dir / body.bibliography.name)
+
+
+def _preamble(engine: str, macros: str) -> str:
+    return f"{engines.unicode_definitions(engine)}\n{macros}"
 
 
 def _sync_dir(source: Path, target: Path) -> None:
@@ -117,12 +140,13 @@ class TexOutcome:
     warnings: list[LayoutWarning]  # lines sticking out of the margin, as the last pass's log lists them
 
 
-def run_tex() -> TexOutcome:
-    """Typeset build/tex/report.tex: the preamble's format and the diagrams when they changed, then the passes."""
+def run_tex(engine: str) -> TexOutcome:
+    """Typeset build/tex/report.tex with `engine`: the pdfLaTeX preamble's format and the diagrams when they
+    changed, then the passes (pdfLaTeX's load the format; LuaLaTeX's read the preamble each time)."""
     runner = texrun.Runner(paths.TEX_DIR, source_date_epoch(), latex_timeout())
-    preamble = texformat.ensure(runner)
+    preamble = texformat.ensure(runner, texformat.PDFLATEX_SOURCE if engine == engines.LUALATEX else f"{texrun.JOB}.tex")
     drawn = diagrams.ensure(runner, preamble.key)
-    passes = texrun.typeset(runner, texformat.NAME, latex_failure, paths.CONTENT_DIR)
+    passes = texrun.typeset(runner, texformat.NAME, latex_failure, paths.CONTENT_DIR, engine)
     return TexOutcome(preamble, drawn, passes, check_log(paths.TEX_DIR / "report.log"))
 
 
