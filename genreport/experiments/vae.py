@@ -43,7 +43,6 @@ class Config:
     deslant: bool = True
     input_mask_probability: float = 0.5
     kl_warmup_epochs: int = 10
-    kl_weight: float = 1.0  # the KL term's weight after warm-up (beta of Higgins et al., 2017); 1 trains on the ELBO
     knn_k: int = 5
     manifold_size: int = 15
     seed: int = 0
@@ -141,7 +140,7 @@ def run(config: Config, device_name: str = "auto") -> Results:
     for epoch in progress(range(config.epochs), "vae"):
         # KL warm-up (Bowman et al., 2016; Sonderby et al., 2016) lets the encoder spread the digits
         # apart before the prior pulls them together.
-        kl_weight = config.kl_weight * (min(1.0, (epoch + 1) / config.kl_warmup_epochs) if config.kl_warmup_epochs else 1.0)
+        kl_weight = min(1.0, (epoch + 1) / config.kl_warmup_epochs) if config.kl_warmup_epochs else 1.0
         for batch in torch.randperm(len(images), device=device).split(config.batch_size):
             with flops.step():
                 loss = model.negative_elbo(images[batch], kl_weight).mean()
