@@ -2,6 +2,17 @@
 
 Scored with the same modes-captured / high-quality metrics as the GAN, so the report can compare
 the two families on equal terms; the reverse process is stored for the figure.
+
+Recipe, each part measured on this ring (seed 0, 2,500 samples; high-quality fraction, all 8/8 modes):
+Ho et al.'s linear schedule (1e-4 to 0.1 over 100 steps), 4,000 steps and sampling noise sigma_t^2 = beta_t
+gave 42 %. The sampling noise is the main loss: beta_t is as large as the ring's spread (std 0.02)
+already one step before the end, and the last step cannot remove it. sigma_t^2 = the posterior variance
+beta~_t, which Ho et al. (2020, Sec. 3.2) name the optimal choice when the data sit at points, gave 76 %;
+the cosine schedule of Nichol & Dhariwal (2021, Sec. 3.2), which spends more steps at low noise, 83 %;
+6,000 training steps 94 % (8,000: 98 %, at a third more time; 8,000 of half the batch: 94 %). Not kept:
+an EMA of the weights (0.999; it lags behind the cosine-decayed learning rate and lost 20-30 points), 200
+or 1,000 diffusion steps (worse at the same training), DDIM's deterministic sampler (Song et al., 2021;
+89 % where the posterior variance gave 94 %).
 """
 
 from __future__ import annotations
@@ -32,9 +43,9 @@ HEADLINES = ("ring.modes_captured", "ring.high_quality_fraction")
 @dataclass(frozen=True)
 class Config:
     diffusion_steps: int = 100
-    beta_start: float = 1e-4
-    beta_end: float = 0.1
-    train_steps: int = 4000
+    cosine_offset: float = 0.008  # Nichol & Dhariwal's s: keeps beta_1 from vanishing
+    max_beta: float = 0.999  # their clip, which keeps the last step from destroying all signal at once
+    train_steps: int = 6000
     batch_size: int = 512
     hidden: int = 128
     learning_rate: float = 2e-3
@@ -67,18 +78,27 @@ class Denoiser(nn.Module):
         return self.net(torch.cat([x, self.embed(t)], dim=1))
 
 
+def cosine_schedule(steps: int, offset: float, max_beta: float) -> np.ndarray:
+    """Nichol & Dhariwal's betas, from alpha_bar(t) = cos^2((t/T + s) / (1 + s) * pi/2), in float64 by numpy."""
+    alpha_bar = np.cos((np.arange(steps + 1) / steps + offset) / (1 + offset) * np.pi / 2) ** 2
+    return np.minimum(1 - alpha_bar[1:] / alpha_bar[:-1], max_beta)
+
+
 def run(config: Config, device_name: str = "auto") -> Results:
     device = resolve_device(device_name)
     configure_torch(device)
     clock = Stopwatch()
     data_rng = seed_everything(config.seed)
-    betas = torch.linspace(config.beta_start, config.beta_end, config.diffusion_steps, device=device)
+    betas = cosine_schedule(config.diffusion_steps, config.cosine_offset, config.max_beta)
     alphas = 1 - betas
-    alpha_bars = alphas.cumprod(0)
-    # The schedule's square roots, once, by numpy: the processor's own correctly rounded instruction.
+    alpha_bars = np.cumprod(alphas)
+    previous_alpha_bars = np.concatenate([[1.0], alpha_bars[:-1]])
+    posterior_variances = betas * (1 - previous_alpha_bars) / (1 - alpha_bars)
+    # The schedule and its square roots, once, by numpy: the processor's own correctly rounded instruction.
     # torch.sqrt on the CPU goes through MKL's vector functions, whose last bits differ between processors.
-    sqrt_betas, sqrt_alphas, sqrt_alpha_bars, sqrt_one_minus_alpha_bars = (
-        torch.from_numpy(np.sqrt(values.cpu().numpy())).to(device) for values in (betas, alphas, alpha_bars, 1 - alpha_bars)
+    betas_t, sqrt_posterior_variances, sqrt_alphas, sqrt_alpha_bars, sqrt_one_minus_alpha_bars = (
+        torch.from_numpy(values).float().to(device)
+        for values in (betas, *np.sqrt([posterior_variances, alphas, alpha_bars, 1 - alpha_bars]))
     )
 
     model = Denoiser(config.hidden).to(device)
@@ -99,7 +119,7 @@ def run(config: Config, device_name: str = "auto") -> Results:
             optimizer.step()
             schedule.step()
 
-    # Ancestral sampling (Ho et al., Algorithm 2) with sigma_t^2 = beta_t.
+    # Ancestral sampling (Ho et al., Algorithm 2) with sigma_t^2 = the posterior variance beta~_t (module docstring).
     snapshot_steps = set(np.linspace(config.diffusion_steps, 0, config.snapshots).round().astype(int).tolist())
     snapshots, snapshot_labels = [], []
     with torch.no_grad():
@@ -112,13 +132,15 @@ def run(config: Config, device_name: str = "auto") -> Results:
                 break
             step = torch.full((len(x),), t - 1, device=device)
             predicted_noise = model(x, step)
-            x = (x - betas[t - 1] / sqrt_one_minus_alpha_bars[t - 1] * predicted_noise) / sqrt_alphas[t - 1]
+            x = (x - betas_t[t - 1] / sqrt_one_minus_alpha_bars[t - 1] * predicted_noise) / sqrt_alphas[t - 1]
             if t > 1:
-                x = x + sqrt_betas[t - 1] * torch.randn_like(x)
+                x = x + sqrt_posterior_variances[t - 1] * torch.randn_like(x)
 
     metrics = {
         "ring": ring_metrics(x.cpu()),
         "final_alpha_bar": round(float(alpha_bars[-1]), 5),
+        "schedule": "cosine (Nichol & Dhariwal, 2021)",
+        "sampling_variance": "posterior variance beta~_t (Ho et al., 2020)",
         "snapshot_steps": snapshot_labels,
         "train_flops": flops.total,
         **provenance(config, config.seed, device, clock.seconds),

@@ -118,7 +118,7 @@ def test_github_readme_renders_with_every_image_and_link_resolved(export_project
     for leftover in ("{{", "{%", "@fig:", "@tbl:", "@sec:", "@eq:", "\\cite", "\\ref", "\\Cref", "\\label"):
         assert leftover not in markdown, leftover
     # An environment is GitHub maths only inside a maths block (`aligned`); anywhere else it is LaTeX left over.
-    prose = re.sub(r"\$`.*?`\$", "", re.sub(r"```\s*math\n.*?```", "", markdown, flags=re.S))
+    prose = re.sub(r"\$`.*?`\$", "", re.sub(r"```\s*math\n.*?```", "", markdown, flags=re.DOTALL))
     assert "\\begin{" not in prose
     assert "\\begin{aligned}" in markdown  # the report's one multi-line equation, kept as maths
     rendered = render_gfm(markdown)

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from experiments.data import deslant, ring_centers, ring_metrics
+from experiments.data import Digits, deslant, ring_centers, ring_metrics
+from experiments.diffusion import cosine_schedule
 from experiments.gan import RingConfig, frechet_distance
-from experiments.scaling import fit_power_law, ngram_loss
-from experiments.vae import knn_accuracy
+from experiments.scaling import Config as ScalingConfig
+from experiments.scaling import fit_power_law, ngram_loss, training_windows
+from experiments.vae import knn_accuracy, pca_projection, pixel_knn_accuracy
 from genreport.build import cache
 from genreport.build.config import apply_overrides, load
 from genreport.build.figures import registry
@@ -190,6 +192,46 @@ def test_ngram_baseline_on_random_and_periodic_text() -> None:
     periodic = np.tile(np.arange(5), 4000)
     assert ngram_loss(periodic[:16_000], periodic[16_000:], 2, 5) < 0.01  # each letter fixes the next
     assert ngram_loss(periodic[:16_000], periodic[16_000:], 1, 5) == pytest.approx(np.log(5), abs=0.01)
+
+
+def test_ngram_counted_on_windows_never_spans_two_windows() -> None:
+    windows = np.tile([0, 1], (1000, 1))  # "01" again and again, each pair its own window: "1 then 0" is never seen
+    alternating = np.tile([0, 1], 500)
+    assert ngram_loss(windows, alternating, 2, 5) > 0.5  # half the pairs follow a "1", which no window continues
+    assert ngram_loss(windows.ravel(), alternating, 2, 5) < 0.01  # as one text, both pairs are seen
+
+
+def test_training_windows_are_slices_of_the_text_and_fill_the_token_budget() -> None:
+    text = torch.arange(1000)
+    config = ScalingConfig(context=8, batch_size=4, train_tokens=320)
+    windows = training_windows(text, config)
+    assert windows.shape == (10, 4, 9)  # 320 tokens / (4 x 8) per step
+    assert torch.equal(windows, windows[..., :1] + torch.arange(9))  # consecutive characters
+    assert int(windows.max()) < 1000
+
+
+def test_cosine_schedule_follows_its_alpha_bar() -> None:
+    betas = cosine_schedule(100, 0.008, 0.999)
+    alpha_bar = np.cos((np.arange(101) / 100 + 0.008) / 1.008 * np.pi / 2) ** 2
+    assert np.allclose(np.cumprod(1 - betas)[:-1], alpha_bar[1:-1] / alpha_bar[0])  # the last beta is clipped
+    assert betas[-1] == 0.999 and np.all(np.diff(betas) > 0)
+
+
+def test_baselines_of_the_latent_space() -> None:
+    rng = np.random.default_rng(0)
+    labels = torch.from_numpy(np.repeat(np.arange(2), 100))
+    # The classes differ by 0.3 along one pixel direction with the widest spread; a second direction carries small noise.
+    pixels = np.zeros((200, 784), dtype=np.float32)
+    pixels[:, 0] = labels.numpy() * 3 + rng.normal(0, 0.3, 200)
+    pixels[:, 1] = rng.normal(0, 0.1, 200)
+    pixels[:, 2:] = rng.normal(0, 0.01, (200, 782))
+    digits = Digits(torch.from_numpy(pixels).view(-1, 1, 28, 28), labels)
+    train, test = pca_projection(digits, digits, 1)
+    assert train.shape == (200, 1)
+    assert knn_accuracy(train, labels, test, labels, k=5) == 1.0  # the first component is the one that separates
+    assert pixel_knn_accuracy(digits, digits, k=5) == 1.0
+    shuffled = Digits(digits.images, labels[torch.randperm(200, generator=torch.Generator().manual_seed(0))])
+    assert pixel_knn_accuracy(digits, shuffled, k=5) < 0.7
 
 
 def test_frechet_distance_zero_for_same_set_and_positive_for_shift() -> None:

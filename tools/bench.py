@@ -236,7 +236,8 @@ def main() -> None:
     print(f"  experiments, summed   {sum(r['seconds'] for r in results.values()):7.1f} s (they run side by side, one per core)")
     record = json.loads(paths.EXPERIMENT_STAGE_RECORD.read_text()) if paths.EXPERIMENT_STAGE_RECORD.exists() else {}
     if record.get("profile") == "default" and len(record.get("ran", [])) == len(results):
-        print(f"  experiment stage      {record['wall_seconds']:7.1f} s wall clock, {record['workers']} workers (target <= 240)")
+        print(f"  experiment stage      {record['wall_seconds']:7.1f} s wall clock, {record['workers']} workers (target <= 240), "
+              f"load average at its end {record.get('load_average', '?')}")
     else:
         print("  experiment stage      wall clock unknown: the last build did not run every experiment "
               "(`python build.py --force experiments`)")
@@ -245,9 +246,13 @@ def main() -> None:
     print(f"\nfp32 matmul peak measured here (1024x1024): {peak / 1e9:.1f} GFLOP/s with 1 thread, "
           f"{all_cores_peak / 1e9:.1f} GFLOP/s with {os.cpu_count()}")
     print("each experiment runs on one core with one thread, so its rate is set against the 1-thread peak:")
+    # CPU seconds (from the stage record) when the last stage ran them all: on a shared machine the wall clock
+    # also counts the time the experiment waited for a core.
+    cpu_seconds = record.get("cpu_seconds", {}) if record.get("profile") == "default" else {}
     for name, result in results.items():
-        rate = result["train_flops"] / result["seconds"]
-        print(f"  {name:10s} {result['train_flops']:9.2e} FLOP in {result['seconds']:6.1f} s on {result['device']}: "
+        seconds, clock = (cpu_seconds[name], "CPU") if name in cpu_seconds else (result["seconds"], "wall")
+        rate = result["train_flops"] / seconds
+        print(f"  {name:10s} {result['train_flops']:9.2e} FLOP in {seconds:6.1f} s ({clock}) on {result['device']}: "
               f"{rate / 1e9:6.2f} GFLOP/s = {rate / peak:6.1%} of peak")
 
 
