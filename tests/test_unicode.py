@@ -18,7 +18,7 @@ from genreport.errors import BuildError
 from genreport.grading.check import run_checks
 from genreport.grading.pdftext import pdf_text
 from genreport.latex import engines
-from tests.conftest import build
+from tests.conftest import build, widen_page_range
 
 # Names and phrases in each script; each goes on a line of its own, so a line break cannot split it.
 HELD_OUT = {
@@ -73,6 +73,7 @@ def test_marks_leave_names_maths_and_verbatim_alone() -> None:
 def unicode_project(tmp_path_factory: pytest.TempPathFactory, fast_project: Path) -> tuple[Path, subprocess.CompletedProcess]:
     project = tmp_path_factory.mktemp("unicode") / "project"
     shutil.copytree(fast_project, project, symlinks=True)
+    widen_page_range(project)
     toml = project / "report.toml"
     toml.write_text(re.sub(r'(?m)^student_name = .*$', f'student_name = "{STUDENT_NAME}"', toml.read_text()), encoding="utf-8")
     aim = project / "report" / "aim.md"
