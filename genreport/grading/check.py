@@ -30,6 +30,13 @@ class Item:
     detail: str = ""
 
 
+def caption_probe(caption: str) -> str:
+    """What of a built caption the PDF's text must hold: its longest run of words between the $...$ gaps the
+    build leaves where maths, a citation or a reference prints differently from its source
+    (templates/pandoc/filter.lua), normalised, at most 60 characters."""
+    return max((normalise(words) for words in re.split(r"\$[^$]*\$", caption)), key=len)[:60]
+
+
 def font_problems(document) -> list[str]:
     """Type 3 (bitmap) and non-embedded fonts on any page, figures' own fonts included; `document` is pikepdf's."""
     problems, seen = set(), set()
@@ -145,11 +152,11 @@ def _figure_and_reference_items(text: str, flat: str, manifest: dict | None) -> 
         items.append(Item(f"exercise {index}: {exercise['title']}", normalise(f"{exercise['number']}{exercise['title']}") in flat))
     captions = manifest.get("figure_captions", []) + manifest.get("diagram_captions", [])
     for caption in captions:
-        probe = normalise(caption)[:60]
+        probe = caption_probe(caption)
         items.append(Item(f"figure caption: {caption[:50]}...", bool(probe) and probe in flat))
     items.append(Item("every figure numbered and captioned", len(figure_labels) == len(captions), f"{len(figure_labels)} of {len(captions)}"))
     for caption in manifest.get("table_captions", []):
-        items.append(Item(f"table caption: {caption[:50]}...", normalise(caption)[:60] in flat))
+        items.append(Item(f"table caption: {caption[:50]}...", caption_probe(caption) in flat))
     cited, wanted = len(manifest.get("cited_keys", [])), manifest.get("min_references", MIN_REFERENCES)
     items.append(Item(f"at least {wanted} references cited", cited >= wanted, f"{cited} cited"))
     items.append(Item("bibliography lists every cited work", listed >= cited and (listed > 0 or cited == 0), f"{listed} entries"))

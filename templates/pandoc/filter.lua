@@ -36,12 +36,24 @@ function Cite(element)
   return pandoc.RawInline("latex", "\\Cref{" .. table.concat(ids, ",") .. "}")
 end
 
+-- A caption as the checklist compares it with the PDF's text: maths, citations and references print
+-- differently from their source (a symbol, "[3]", "Figure 2"), so each is kept as a $...$ gap between the
+-- words the PDF does show as typed.
+local function caption_text(caption)
+  local gaps = {
+    Math = function(math) return pandoc.Str("$" .. math.text .. "$") end,
+    RawInline = function() return pandoc.Str("$$") end,
+    Cite = function() return pandoc.Str("$$") end,
+  }
+  return pandoc.utils.stringify(pandoc.Div(caption.long):walk(gaps))
+end
+
 function Figure(element)
-  record("figure", pandoc.utils.stringify(element.caption.long))
+  record("figure", caption_text(element.caption))
 end
 
 function Table(element)
-  record("table", pandoc.utils.stringify(element.caption.long))
+  record("table", caption_text(element.caption))
 end
 
 function Image(element)
