@@ -19,21 +19,41 @@ local function record(kind, text)
   end
 end
 
+-- Pandoc reads "@fig:x [@paper]" as one citation group of both keys: a group is split into runs of
+-- cross-references (\Cref) and runs of works cited (natbib's \cite, numbered), in the order written.
 function Cite(element)
-  local ids = {}
+  local out, refs, works = {}, {}, {}
+  local function flush()
+    if #refs > 0 then
+      if #out > 0 then table.insert(out, pandoc.Space()) end
+      table.insert(out, pandoc.RawInline("latex", "\\Cref{" .. table.concat(refs, ",") .. "}"))
+      refs = {}
+    end
+    if #works > 0 then
+      if #out > 0 then table.insert(out, pandoc.Space()) end
+      table.insert(out, pandoc.Cite({}, works))
+      works = {}
+    end
+  end
   for _, citation in ipairs(element.citations) do
     local prefix = citation.id:match("^(%a+):")
-    if not (prefix and prefixes[prefix]) then
-      for _, each in ipairs(element.citations) do
-        if each.mode == "AuthorInText" then
-          each.mode = "NormalCitation"
-        end
+    if prefix and prefixes[prefix] then
+      if #works > 0 then flush() end
+      table.insert(refs, citation.id)
+    else
+      if #refs > 0 then flush() end
+      if citation.mode == "AuthorInText" then
+        citation.mode = "NormalCitation"
       end
-      return element
+      table.insert(works, citation)
     end
-    table.insert(ids, citation.id)
   end
-  return pandoc.RawInline("latex", "\\Cref{" .. table.concat(ids, ",") .. "}")
+  flush()
+  if #out == 1 and out[1].t == "Cite" then
+    element.citations = out[1].citations  -- a plain group keeps its own text, as pandoc read it
+    return element
+  end
+  return out
 end
 
 -- A caption as the checklist compares it with the PDF's text: maths, citations and references print
