@@ -1,13 +1,16 @@
 """Names and text in any script: the engine the build picks, the errors at the student's line and column, and
-a report in a temporary copy whose name and text need LuaLaTeX, read back with pdftotext and PDFium."""
+a report in a temporary copy whose name and text need LuaLaTeX, read back with pdftotext and PDFium, and its
+Overleaf bundle typeset alone from its own font subsets."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pikepdf
@@ -15,6 +18,7 @@ import pytest
 
 from genreport.build import config
 from genreport.errors import BuildError
+from genreport.export import fonts
 from genreport.grading.check import run_checks
 from genreport.grading.pdftext import pdf_text
 from genreport.latex import engines
@@ -131,3 +135,63 @@ def test_unicode_rebuild_is_byte_identical(unicode_project: tuple[Path, subproce
     done = build(project, "--fast")
     assert done.returncode == 0, done.stdout + done.stderr
     assert hashlib.sha256((project / "report.pdf").read_bytes()).hexdigest() == first
+
+
+def test_overleaf_fonts_become_relative_subsets_that_keep_what_shaping_needs() -> None:
+    texts = ["மொழி", HELD_OUT["chinese"]]  # ொ, which HarfBuzz splits into ெ and ா; Chinese without kana: the .ttc's Chinese face
+    verbatim = f"\\begin{{verbatim}}\n{texts[0]} {texts[1]}\n\\end{{verbatim}}"
+    latex = f"{engines.font_families(texts)}\n\\directlua{{{engines.verbatim_fallbacks([verbatim], texts)}}}\n"
+    assert "[/usr/share/fonts/" in latex and "FontIndex=2" in latex
+    moved, subsets = fonts.bundle(latex, "".join(texts))
+    assert fonts.bundle(latex, "".join(texts)) == (moved, subsets)  # the same bytes every time
+    assert not fonts.ABSOLUTE_FONT.search(moved) and "/usr/" not in moved and "FontIndex" not in moved
+    tamil = next(name for name in subsets if re.fullmatch(r"fonts/NotoSerifTamil-Regular-[0-9a-f]{8}\.ttf", name))
+    chinese = next(name for name in subsets if re.fullmatch(r"fonts/NotoSerifCJKsc-Regular-[0-9a-f]{8}\.otf", name))
+    assert f'"[{tamil}]:mode=harf;"' in moved and f'"[{chinese}]:mode=harf;"' in moved  # the verbatim fallback list
+    assert f"{{{Path(tamil).name}}}[Path=fonts/," in moved
+    from fontTools.ttLib import TTFont
+
+    font = TTFont(io.BytesIO(subsets[tamil]))
+    assert {0x0BCA, 0x0BC6, 0x0BBE} <= set(font.getBestCmap())  # ொ, and the ெ and ா HarfBuzz splits it into
+    assert {"taml", "tml2"} <= {record.ScriptTag for record in font["GSUB"].table.ScriptList.ScriptRecord}
+    assert font["head"].modified == TTFont(engines.font_path("NotoSerifTamil-Regular.ttf"))["head"].modified
+    assert all(len(data) < 100_000 for data in subsets.values()), {name: len(data) for name, data in subsets.items()}
+
+
+def test_overleaf_bundle_typesets_alone_with_lualatex(unicode_project: tuple[Path, subprocess.CompletedProcess], tmp_path: Path) -> None:
+    project, _ = unicode_project
+    for output in ("build/export/overleaf.zip", "build/export/again.zip"):
+        done = build(project, "export", "overleaf", "--no-build", "--out", output)
+        assert done.returncode == 0, done.stdout + done.stderr
+    bundle = (project / "build/export/overleaf.zip").read_bytes()
+    assert (project / "build/export/again.zip").read_bytes() == bundle
+    with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
+        names = archive.namelist()
+        main = archive.read("main.tex").decode()
+        latexmkrc = archive.read("latexmkrc").decode()
+        archive.extractall(tmp_path / "overleaf")
+    assert {"main.tex", "main.bbl", "references.bib", "actualtext.lua"} <= set(names)
+    assert any(re.fullmatch(r"fonts/NotoSerifTamil-Regular-[0-9a-f]{8}\.ttf", name) for name in names)
+    assert "$pdf_mode = 4;" in latexmkrc.splitlines() and "Typeset with lualatex" in main.splitlines()[0]
+    assert str(project) not in main and not re.search(r"(?<![\w/])/(?:usr|home|var|opt|tmp|etc|root|srv|mnt)/", main)
+    assert not [name for name in names if name.startswith("/") or ".." in name.split("/")]
+    folder = tmp_path / "overleaf"
+    # No -pdf or -lualatex: latexmkrc names the engine. No shell escape: the bundle needs none.
+    done = subprocess.run(["latexmk", "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape", "main.tex"], cwd=folder,
+                          capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert (folder / "main.log").read_text(errors="replace").startswith("This is LuaHBTeX")
+    fls = (folder / "main.fls").read_text(errors="replace")
+    assert not [root for root in engines.FONT_ROOTS if str(root) in fls or str(root).replace("/", ":") in fls]  # the bundle's fonts only
+    text = subprocess.run(["pdftotext", "main.pdf", "-"], cwd=folder, capture_output=True, text=True, check=True).stdout
+    for phrase in [*HELD_OUT.values(), STUDENT_NAME]:
+        assert phrase in text
+    with pikepdf.open(folder / "main.pdf") as bundled, pikepdf.open(project / "report.pdf") as built:
+        assert len(bundled.pages) == len(built.pages)
+    # The same pixels too: ActualText gives a word back however it was drawn, so a shaping a subset broke (மொ
+    # printed as ம◌ொ when its font lost ெ and ா) passes the text check.
+    for pdf, prefix in ((folder / "main.pdf", "bundle"), (project / "report.pdf", "build")):
+        subprocess.run(["pdftoppm", "-r", "40", "-gray", str(pdf), str(tmp_path / prefix)], check=True, timeout=300)
+    pages = sorted(tmp_path.glob("build-*.pgm"))
+    different = [page.name for page in pages if page.read_bytes() != page.with_name(page.name.replace("build-", "bundle-")).read_bytes()]
+    assert pages and not different, different

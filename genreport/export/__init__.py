@@ -67,6 +67,15 @@ def inputs_key(name: str, output: Path) -> str:
     read += source.recorded_inputs(tex_dir)
     code = sorted(Path(__file__).parent.glob("*.py")) + sorted(Path(__file__).parent.glob("*.lua"))
     parts = [name, str(output.resolve()), pandoc_binary(), str(version("pypandoc-binary"))]
+    if name == "overleaf":
+        from genreport.export import overleaf
+
+        read += overleaf.LUA_FILE.findall((tex_dir / f"{source.JOB}.tex").read_text(encoding="utf-8"))
+        # The installed fonts its subsets come from (tens of MB for Noto CJK): known by size and time, as
+        # engines.coverage knows them, rather than read through on every export.
+        for font in overleaf.read_besides(tex_dir):
+            info = font.stat() if font.is_file() else None
+            parts += [str(font), f"{info.st_size} {info.st_mtime_ns}" if info else "missing"]
     for file in [*(tex_dir / relative for relative in read), *code, *EXTRA_INPUTS.get(name, [])]:
         parts += [str(file.relative_to(paths.ROOT)) if file.is_relative_to(paths.ROOT) else str(file),
                   cache.file_digest(file) if file.is_file() else "missing"]

@@ -156,6 +156,11 @@ def title_block(tex_dir: Path = paths.TEX_DIR) -> dict:
     return json.loads(tex_file("manifest.json", tex_dir).read_text())["title_block"]
 
 
+def engine(tex_dir: Path = paths.TEX_DIR) -> str:
+    """The TeX engine the build typeset report.tex with (engines.engine_for decided it; manifest.json records it)."""
+    return json.loads(tex_file("manifest.json", tex_dir).read_text())["engine"]
+
+
 def recorded_inputs(tex_dir: Path = paths.TEX_DIR) -> list[str]:
     """The files of tex_dir that the last pdfLaTeX pass read (report.fls), besides the job's own files
     and the precompiled format: figures, diagrams, the student's images, \\input files."""
