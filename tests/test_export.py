@@ -65,8 +65,9 @@ def pdf_text(pdf: Path) -> list[str]:
 
 
 def citation_groups(text: str) -> set[str]:
-    """The PDF's citation brackets as printed, e.g. [2, 3] and [23–25], whitespace normalised."""
-    return {re.sub(r"\s+", " ", group) for group in re.findall(r"\[\d+(?:(?:,\s*|–)\d+)*\]", text)}
+    """The PDF's citation brackets as printed, e.g. [2,3] and [23–25], without whitespace (an extractor may
+    keep or drop the space after a comma)."""
+    return {re.sub(r"\s+", "", group) for group in re.findall(r"\[\d+(?:(?:,\s*|–)\d+)*\]", text)}
 
 
 class Rendered(HTMLParser):

@@ -34,7 +34,12 @@ def why(stdout: str, unit: str) -> tuple[str, str]:
 
 
 def test_a_sentence_edit_takes_one_pass_and_equals_a_clean_build(scratch_project: Path) -> None:
-    append(scratch_project / "report/aim.md", "\nOne more sentence, typeset in a single pass.\n")
+    # A word changed for one of the same length: the text moves no page break, so no page number in the
+    # .aux or .toc changes and one pass is all LaTeX needs (an edit that moves a heading's page needs two).
+    aim = scratch_project / "report/aim.md"
+    edited = aim.read_text().replace("To develop a comprehensive report", "To prepare a comprehensive report", 1)
+    assert edited != aim.read_text()
+    aim.write_text(edited)
     out = explained(scratch_project)
     assert why(out, "latex") == ("reran", "report/aim.md changed")
     assert why(out, "preamble format")[0] == "reused"
