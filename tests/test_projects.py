@@ -133,3 +133,15 @@ def test_the_engine_checkout_is_untouched_by_a_new_lab(new_project: Path) -> Non
     if ENGINE_STATUS_BEFORE["status"] is None:
         pytest.skip("the engine is not a git checkout")
     assert engine_status() == ENGINE_STATUS_BEFORE["status"]  # creating and building the lab wrote nothing into the engine
+
+
+def test_a_lab_that_cites_nothing_exports_to_every_format(new_project: Path, tmp_path: Path) -> None:
+    # A new lab cites nothing yet, so BibTeX never ran and there is no report.bbl to read.
+    project = tmp_path / "lab"
+    shutil.copytree(new_project, project, symlinks=True)
+    assert not (project / "build/tex/report.bbl").exists()
+    for target in ("github", "overleaf", "docx"):
+        done = run_build(project, "export", target, "--no-build")
+        assert done.returncode == 0, done.stdout + done.stderr
+    readme = (project / "build/export/github/README.md").read_text(encoding="utf-8")
+    assert readme.startswith("# Experiment 2:") and "![" in readme  # the title block and the example figure

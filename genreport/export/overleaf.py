@@ -46,7 +46,7 @@ def bundle_files(tex_dir: Path = paths.TEX_DIR) -> dict[str, bytes]:
     report = source.tex_file(f"{source.JOB}.tex", tex_dir).read_text(encoding="utf-8")
     lualatex = source.engine(tex_dir) == engines.LUALATEX
     bibliographies = re.findall(r"^\\bibliography\{([^}]*)\}", report, re.MULTILINE)
-    files = {f"{MAIN}.tex": (HEADER + report).encode(), f"{MAIN}.bbl": source.tex_file(f"{source.JOB}.bbl", tex_dir).read_bytes()}
+    files = {f"{MAIN}.tex": (HEADER + report).encode(), f"{MAIN}.bbl": source.bibliography(tex_dir).encode()}
     lua = LUA_FILE.findall(report) if lualatex else []
     for name in [f"{bib.strip()}.bib" for names in bibliographies for bib in names.split(",")] + source.recorded_inputs(tex_dir) + lua:
         file = tex_dir / name

@@ -45,6 +45,13 @@ def tex_file(name: str, tex_dir: Path) -> Path:
     return path
 
 
+def bibliography(tex_dir: Path) -> str:
+    """report.bbl's text, or nothing for a report that cites nothing (BibTeX never ran, so there is no .bbl)."""
+    if not (tex_dir / f"{JOB}.bbl").is_file() and "\\citation{" not in tex_file(f"{JOB}.aux", tex_dir).read_text(errors="replace"):
+        return ""
+    return tex_file(f"{JOB}.bbl", tex_dir).read_text(encoding="utf-8")
+
+
 def read_numbers(tex_dir: Path = paths.TEX_DIR) -> Numbers:
     aux = tex_file(f"{JOB}.aux", tex_dir).read_text(encoding="utf-8", errors="replace")
     return Numbers(labels=dict(NEWLABEL.findall(aux)), kinds=dict(CREF_KIND.findall(aux)),
@@ -53,7 +60,7 @@ def read_numbers(tex_dir: Path = paths.TEX_DIR) -> Numbers:
 
 def bibliography_entries(tex_dir: Path = paths.TEX_DIR) -> list[tuple[str, str]]:
     """(key, LaTeX of the entry) in the order of report.bbl, which is the order of the numbers."""
-    bbl = tex_file(f"{JOB}.bbl", tex_dir).read_text(encoding="utf-8")
+    bbl = bibliography(tex_dir)
     body = bbl.split("\\end{thebibliography}")[0]
     pieces = BIBITEM.split(body)[1:]
     return [(key, text.strip()) for key, text in zip(pieces[::2], pieces[1::2])]
