@@ -82,10 +82,11 @@ class Config:
 
 def _ema_update(average: nn.Module, current: nn.Module, rate: float) -> None:
     with torch.no_grad():
-        for avg, cur in zip(average.parameters(), current.parameters()):
-            avg.lerp_(cur, rate)
-        for avg, cur in zip(average.buffers(), current.buffers()):
-            avg.copy_(cur)
+        # One call for all tensors; on the CPU it runs lerp_ tensor by tensor, the same arithmetic.
+        torch._foreach_lerp_(list(average.parameters()), list(current.parameters()), rate)
+        buffers = list(average.buffers())
+        if buffers:
+            torch._foreach_copy_(buffers, list(current.buffers()))
 
 
 # --- ring of Gaussians -------------------------------------------------------------------------

@@ -54,6 +54,10 @@ def resolve_device(name: str) -> torch.device:
 def configure_torch(device: torch.device) -> None:
     # Bit-for-bit repeatable runs on the CPU; on CUDA we accept cuDNN's fastest kernels.
     torch.use_deterministic_algorithms(device.type == "cpu")
+    # Deterministic mode also fills every new tensor with NaN before its kernel overwrites it, a check for
+    # kernels that read memory they never wrote; none of ours does (the results are the same bits either
+    # way: docs/profile-2026-12-05.md), and the fills cost 2-5% of the run time.
+    torch.utils.deterministic.fill_uninitialized_memory = False
     torch.backends.cudnn.benchmark = device.type == "cuda"
 
 
