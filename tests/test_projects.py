@@ -145,3 +145,4 @@ def test_a_lab_that_cites_nothing_exports_to_every_format(new_project: Path, tmp
         assert done.returncode == 0, done.stdout + done.stderr
     readme = (project / "build/export/github/README.md").read_text(encoding="utf-8")
     assert readme.startswith("# Experiment 2:") and "![" in readme  # the title block and the example figure
+    assert "References" not in readme  # no heading over an empty list

@@ -71,6 +71,8 @@ def references_latex(entries: list[tuple[str, str]], numbers: Numbers) -> str:
     reads without loss (its reader drops \\bibitem keys and the text of \\path{...}, which prints the DOIs)."""
     from pylatex.utils import escape_latex
 
+    if not entries:  # a lab that cites nothing gets no empty References heading
+        return ""
     items = []
     for position, (key, text) in enumerate(entries, start=1):
         if numbers.citations.get(key) != position:
