@@ -37,22 +37,27 @@ def _ring_axes(ax, points: np.ndarray, title: str) -> None:
 def gan_ring(gan: Result):
     plt = pyplot()
     runs = gan.metrics["ring"]["seeds"]
-    fig, axes = plt.subplots(1, len(runs), figsize=(TEXT_WIDTH_IN, TEXT_WIDTH_IN / max(3, len(runs)) + 0.3), squeeze=False)
+    # More than three panels leave too little width for the seed and its scores on one line.
+    narrow = len(runs) > 3
+    fig, axes = plt.subplots(1, len(runs), figsize=(TEXT_WIDTH_IN, TEXT_WIDTH_IN / max(3, len(runs)) + (0.5 if narrow else 0.3)),
+                             squeeze=False)
     for ax, run, samples in zip(axes[0], runs, gan.arrays["ring_samples"]):
-        _ring_axes(ax, samples, f"seed {run['seed']}: {run['modes_captured']}/{run['modes_total']} modes, "
-                                f"HQ {100 * run['high_quality_fraction']:.1f}%")
+        _ring_axes(ax, samples, f"seed {run['seed']}, {run['modes_captured']}/{run['modes_total']} modes"
+                                f"{chr(10) if narrow else ', '}HQ {100 * run['high_quality_fraction']:.1f}%")
+        if narrow:
+            ax.title.set_fontsize(8)
     fig.tight_layout()
     return fig
 
 
 @figure("gan_mnist_samples.png")
-def gan_mnist_samples(gan: Result):
+def gan_mnist_samples(dcgan: Result):
     plt = pyplot()
     # The first samples in stored order, unfiltered: choosing by the classifier's confidence would flatter the GAN.
     rows, columns = 3, 8
     shown = rows * columns
-    images = gan.arrays["mnist_samples"][:shown]
-    labels, confidence = gan.arrays["mnist_sample_labels"][:shown], gan.arrays["mnist_sample_confidence"][:shown]
+    images = dcgan.arrays["samples"][:shown]
+    labels, confidence = dcgan.arrays["sample_labels"][:shown], dcgan.arrays["sample_confidence"][:shown]
     tile = 0.62  # inches per digit: about 16 mm in print, each of the 28 pixels about 0.6 mm
     fig, axes = plt.subplots(rows, columns, figsize=(columns * (tile + 0.1), rows * (tile + 0.3)), squeeze=False)
     for ax, image, label, probability in zip(axes.flat, images, labels, confidence):

@@ -58,11 +58,11 @@ def test_sentence_numbers_come_from_results(fast_project: Path) -> None:
 
 def test_results_have_the_keys_other_stages_rely_on(fast_project: Path) -> None:
     results = {name: json.loads((fast_project / f"build/results/{name}.json").read_text())
-               for name in ("gan", "vae", "scaling", "diffusion")}
+               for name in ("gan", "dcgan", "vae", "scaling", "diffusion")}
     for key in ("modes_captured", "modes_total", "high_quality_fraction"):
         assert key in results["gan"]["ring"] and key in results["diffusion"]["ring"]
     for key in ("fd", "fd_real_floor", "class_entropy", "mean_confidence"):
-        assert key in results["gan"]["mnist"]
+        assert key in results["dcgan"]
     assert {"test_neg_elbo", "latent_knn_accuracy"} <= set(results["vae"])
     for model in results["scaling"]["models"]:
         assert {"non_embedding_params", "tokens", "flops", "val_loss", "seconds"} <= set(model)

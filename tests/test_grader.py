@@ -171,7 +171,7 @@ def test_class_check_flags_identical_experiment_results(fast_project: Path, tmp_
     assert classcheck.main(folder) == 0
     result = json.loads((folder / classcheck.OUTPUT_DIR / "first.json").read_text())
     assert result["provenance"] == "intact" and result["score"] == result["max_score"]
-    assert result["flags"][0].startswith("with second.pdf: identical experiment results: diffusion, gan, scaling, vae")
+    assert result["flags"][0].startswith("with second.pdf: identical experiment results: dcgan, diffusion, gan, scaling, vae")
     assert json.loads((folder / classcheck.OUTPUT_DIR / "other.json").read_text())["flags"] == []
 
 

@@ -17,7 +17,6 @@ INPUTS = {"sources": {"experiments/gan.py": "abc"}, "profile": "fast", "seed": 0
 
 def write_results(directory: Path, modes: int = 8, hq: float = 0.91, seconds: float = 12.5, pixel: float = 0.5) -> None:
     metrics = {"ring": {"modes_captured": modes, "modes_total": 8, "high_quality_fraction": hq},
-               "mnist": {"class_entropy": 2.25, "mean_confidence": 0.7, "fd": 100.0},
                "seconds": seconds, "device_name": "some cpu", "versions": {"python": "3.11.7"}}
     (directory / "gan.json").write_text(json.dumps(metrics))
     buffer = io.BytesIO()

@@ -81,8 +81,7 @@ def test_gan_samples_are_the_first_ones_unselected_with_the_classifier_label() -
     labels = rng.integers(0, 10, size=64).astype(np.int64)
     confidence = rng.uniform(0.1, 0.9, size=64).astype(np.float32)
     confidence[40:] = 0.99  # the most confident samples come later: a picker by confidence would show those
-    figure = plots.gan_mnist_samples(Result({}, {"mnist_samples": samples, "mnist_sample_labels": labels,
-                                                 "mnist_sample_confidence": confidence}))
+    figure = plots.gan_mnist_samples(Result({}, {"samples": samples, "sample_labels": labels, "sample_confidence": confidence}))
     panels = figure.axes
     assert len(panels) == 24
     for index, panel in enumerate(panels):

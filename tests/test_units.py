@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from experiments.data import Digits, deslant, ring_centers, ring_metrics
+from experiments.dcgan import frechet_distance
 from experiments.diffusion import cosine_schedule
-from experiments.gan import RingConfig, frechet_distance
+from experiments.gan import Config as RingConfig
 from experiments.scaling import Config as ScalingConfig
 from experiments.scaling import fit_power_law, ngram_loss, training_windows
 from experiments.vae import knn_accuracy, pca_projection, pixel_knn_accuracy
@@ -293,6 +294,7 @@ def test_each_figure_has_its_own_source_for_the_cache_key() -> None:
         assert f"def {figure.function}(" in figure.source and f"def {figure.function}(" not in figure.shared
         assert "def _ring_axes" in figure.shared and figure.source.startswith("@figure(")
     assert figures["gan_ring.pdf"].results == ("gan",) and figures["attention_map.pdf"].results == ("scaling",)
+    assert figures["gan_mnist_samples.png"].results == ("dcgan",)
 
 
 def test_unchanged_build_path_does_not_import_numpy_or_matplotlib() -> None:

@@ -230,7 +230,7 @@ def main() -> None:
 
     peak, all_cores_peak = matmul_peak_flops(threads=1), matmul_peak_flops(threads=os.cpu_count() or 1)
     results = {name: json.loads((ROOT / "build" / "results" / f"{name}.json").read_text())
-               for name in ("gan", "vae", "scaling", "diffusion") if (ROOT / "build" / "results" / f"{name}.json").exists()}
+               for name in ("gan", "dcgan", "vae", "scaling", "diffusion") if (ROOT / "build" / "results" / f"{name}.json").exists()}
     print("\nclean build, default profile, by stage (experiment times from their results):")
     for name, result in results.items():
         print(f"  experiment {name:10s} {result['seconds']:7.1f} s")

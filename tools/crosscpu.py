@@ -123,7 +123,7 @@ def run(cpu: str | None, experiment: str | None, overrides: list[str], settings:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cpus", nargs="+", default=["Haswell", "EPYC"], help="QEMU processor models (qemu-x86_64 -cpu help)")
-    parser.add_argument("--experiment", choices=["gan", "vae", "scaling", "diffusion"], help="also compare this experiment's fast profile")
+    parser.add_argument("--experiment", choices=["gan", "dcgan", "vae", "scaling", "diffusion"], help="also compare this experiment's fast profile")
     parser.add_argument("--override", nargs="*", default=[], metavar="NAME=VALUE",
                         help="change the experiment's fast profile (a TOML value: deslant=false)")
     parser.add_argument("--numerics", choices=NUMERICS, default="fast", help="which of report.toml's settings to start from (default fast)")

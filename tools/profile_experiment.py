@@ -1,6 +1,7 @@
 """Profile one experiment on a shortened budget, under the experiment stage's numerics and one torch thread.
 
-    .venv/bin/python tools/profile_experiment.py gan '{"ring": {"steps": 1200}, "mnist": {"steps": 200}}'
+    .venv/bin/python tools/profile_experiment.py gan '{"steps": 1200}'
+    .venv/bin/python tools/profile_experiment.py dcgan '{"steps": 200}'
     .venv/bin/python tools/profile_experiment.py scaling '{"train_tokens": 200000}' --torch
 
 Prints cProfile's top functions by cumulative and by own time (or, with --torch, torch.profiler's

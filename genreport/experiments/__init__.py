@@ -379,7 +379,9 @@ def _run_in_workers(tasks: list[tuple[str, ReportConfig, str, str, str]], worker
         if not finished:
             for worker in multiprocessing.active_children():
                 worker.kill()
-        executor.shutdown(wait=finished, cancel_futures=True)
+        # Waiting also when the workers were killed: the pool's manager thread then closes its wake-up pipe before
+        # the interpreter's exit handler writes to it (Python 3.11 races there and prints an OSError traceback).
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _store(name: str) -> cache.Store:

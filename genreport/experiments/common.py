@@ -42,6 +42,16 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def ema_update(average: torch.nn.Module, current: torch.nn.Module, rate: float) -> None:
+    """Move an exponential moving average of a model's weights towards the current ones; buffers are copied."""
+    with torch.no_grad():
+        # One call for all tensors; on the CPU it runs lerp_ tensor by tensor, the same arithmetic.
+        torch._foreach_lerp_(list(average.parameters()), list(current.parameters()), rate)
+        buffers = list(average.buffers())
+        if buffers:
+            torch._foreach_copy_(buffers, list(current.buffers()))
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
