@@ -39,11 +39,12 @@ def gan_ring(gan: Result):
     runs = gan.metrics["ring"]["seeds"]
     # More than three panels leave too little width for the seed and its scores on one line.
     narrow = len(runs) > 3
+    separator = "\n" if narrow else ", "
     fig, axes = plt.subplots(1, len(runs), figsize=(TEXT_WIDTH_IN, TEXT_WIDTH_IN / max(3, len(runs)) + (0.5 if narrow else 0.3)),
                              squeeze=False)
     for ax, run, samples in zip(axes[0], runs, gan.arrays["ring_samples"]):
-        _ring_axes(ax, samples, f"seed {run['seed']}, {run['modes_captured']}/{run['modes_total']} modes"
-                                f"{chr(10) if narrow else ', '}HQ {100 * run['high_quality_fraction']:.1f}%")
+        _ring_axes(ax, samples, f"seed {run['seed']}, {run['modes_captured']}/{run['modes_total']} modes{separator}"
+                                f"HQ {100 * run['high_quality_fraction']:.1f}%")
         if narrow:
             ax.title.set_fontsize(8)
     fig.tight_layout()
