@@ -266,3 +266,16 @@ def test_an_export_without_a_build_says_what_to_run(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "build/tex" in done.stderr and "python build.py" in done.stderr, done.stderr
     assert not (project / OUTPUTS["overleaf"]).exists()
+
+
+def test_a_bar_and_split_inline_code_reach_pandoc_as_the_pdf_shows_them() -> None:
+    """The LaTeX filter.lua writes for `{{ example.test_mse | num }}` (split at its break points, control spaces)
+    a | in prose and a bracket in code: pandoc's reader dropped the bars and made three code spans of one."""
+    import pypandoc
+
+    from genreport.export.source import readable
+
+    latex = ("Write \\texttt{\\{\\{\\ example.}\\allowbreak{}\\texttt{test\\_}\\allowbreak{}\\texttt{mse\\ \\textbar{}\\ num\\ \\}\\}}"
+             " here; x \\textbar{} y; cite with \\texttt{{[}@key{]}}.")
+    markdown = pypandoc.convert_text(readable(latex), "gfm", format="latex")
+    assert "`{{ example.test_mse | num }}`" in markdown and "x \\| y" in markdown and "`[@key]`" in markdown

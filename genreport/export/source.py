@@ -154,11 +154,28 @@ def readable_tables(latex: str) -> str:
     return ALIGNED_COLUMN.sub(lambda match: COLUMN_TYPE[match.group(1)], latex)
 
 
+# The reader drops \textbar{} (a | in text and code alike), reads a control space inside \texttt as a no-break
+# space and the brackets pandoc's writer groups ({[}, {]}) as separate code spans, and makes two code spans of
+# the pieces filter.lua splits long inline code into at its break points.
+CODE_SPAN = re.compile(r"\\texttt\{((?:[^{}\\]|\{[\[\]]\}|\\[A-Za-z]+\{\}|\\.)*)\}")
+SPLIT_CODE_SPAN = re.compile(rf"{CODE_SPAN.pattern}(?:\\allowbreak\{{\}}{CODE_SPAN.pattern})+")
+
+
+def _plain_code_span(match: re.Match) -> str:
+    return "\\texttt{" + match.group(1).replace("\\ ", " ").replace("{[}", "[").replace("{]}", "]") + "}"
+
+
+def readable_code(latex: str) -> str:
+    latex = SPLIT_CODE_SPAN.sub(lambda match: "\\texttt{" + "".join(CODE_SPAN.findall(match.group(0))) + "}",
+                                latex.replace("\\textbar{}", "|"))
+    return CODE_SPAN.sub(_plain_code_span, latex)
+
+
 def readable(latex: str) -> str:
     """What pandoc's reader mistakes, rewritten so that it reads it as the PDF shows it."""
     for box, character in TASK_BOXES.items():
         latex = latex.replace(box, character)
-    return LIST_START.sub(_marked_list_start, HIGHLIGHTED.sub(plain_code, TIGHTLIST.sub("", readable_tables(latex))))
+    return LIST_START.sub(_marked_list_start, HIGHLIGHTED.sub(plain_code, TIGHTLIST.sub("", readable_code(readable_tables(latex)))))
 
 
 def title_block(tex_dir: Path = paths.TEX_DIR) -> dict:
