@@ -118,14 +118,22 @@ def scaling_loss_vs_params(scaling: Result):
     floor = f"{fit['E']:.2f} + " if fit["floor_identified"] else ""
     ax.plot(grid, fit["E"] + fit["A"] * grid ** -fit["alpha"], color="tab:orange",
             label=rf"$L = {floor}{fit['A']:.1f}\,N^{{-{fit['alpha']:.3f}}}$  ($R^2={fit['r2']:.3f}$)")
-    ax.scatter(n, loss, color="tab:blue", zorder=3, s=14, label="trained models")
+    seeds = [m.get("val_loss_seeds", [m["val_loss"]]) for m in models]
+    if max(map(len, seeds)) > 1:  # the seeds' range behind the mean the fit is made to, each seed a tick
+        ax.vlines(n, [min(runs) for runs in seeds], [max(runs) for runs in seeds], color="tab:blue", linewidth=1, zorder=3,
+                  label="range over seeds")
+        ax.scatter([count for count, runs in zip(n, seeds) for _ in runs], [run for runs in seeds for run in runs],
+                   color="tab:blue", s=16, marker="_", linewidths=1, zorder=3)
+    ax.scatter(n, loss, color="tab:blue", zorder=4, s=14,
+               label=f"mean of {max(map(len, seeds))} seeds" if max(map(len, seeds)) > 1 else "trained models")
     # Count-based n-gram models of the same text place the transformers on a familiar scale.
     baselines = {"bigram": scaling.metrics["ngram_val_loss"]["2"], "trigram": scaling.metrics["ngram_val_loss"]["3"]}
     for name, level in baselines.items():
         ax.axhline(level, color="grey", linestyle=":", linewidth=0.8)
         ax.annotate(f"{name} counts", (grid[0], level), xytext=(3, -9), textcoords="offset points", fontsize=7, color="grey")
     # The axis follows the measurements; a wide band (a poorly constrained fit) is clipped, not allowed to rescale it.
-    low_end, high_end = min(loss.min(), *baselines.values()), max(loss.max(), *baselines.values())
+    every_loss = [run for runs in seeds for run in runs]
+    low_end, high_end = min(*every_loss, *baselines.values()), max(*every_loss, *baselines.values())
     ax.set(xscale="log", yscale="log", xlabel="non-embedding parameters $N$", ylabel="validation loss (nats/char)",
            ylim=(low_end * 0.96, high_end * 1.04), xlim=(grid[0], grid[-1]))
     ax.yaxis.set_minor_formatter(plt.FormatStrFormatter("%.1f"))

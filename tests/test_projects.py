@@ -112,6 +112,74 @@ def test_structure_errors_name_the_file_and_line_and_keep_the_pdf(broken_copy: P
     assert (broken_copy / "report.pdf").read_bytes() == before
 
 
+SWEEP_IN_PARTS = """
+import os
+from dataclasses import dataclass, replace
+
+from genreport.experiments.common import Results
+
+
+@dataclass(frozen=True)
+class Config:
+    sizes: tuple[int, ...] = (1, 2, 3)
+    seed: int = 0
+
+    @classmethod
+    def fast(cls) -> "Config":
+        return cls()
+
+
+def parts(config: Config) -> list[Config]:
+    return [replace(config, sizes=(size,)) for size in config.sizes]
+
+
+def run_part(part: Config, device_name: str = "auto") -> Results:
+    (size,) = part.sizes
+    return Results({"size": size, "square": size * size, "pid": os.getpid(), "parent": os.getppid()})
+
+
+def combine(config: Config, results: list[Results], device_name: str = "auto") -> Results:
+    return Results({"squares": [r.metrics["square"] for r in results], "pids": sorted({r.metrics["pid"] for r in results}),
+                    "parents": sorted({r.metrics["parent"] for r in results}), "combined_by": os.getppid()})
+
+
+def run(config: Config, device_name: str = "auto") -> Results:
+    return combine(config, [run_part(part, device_name) for part in parts(config)], device_name)
+"""
+
+
+def test_an_experiment_in_parts_runs_them_in_workers_and_keeps_each_one(broken_copy: Path) -> None:
+    import json
+
+    (broken_copy / "experiments/sweep.py").write_text(SWEEP_IN_PARTS)
+    done = run_build(broken_copy, "experiments", "--fast")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "experiment sweep: 3 parts, 0 cached" in done.stdout
+    first = json.loads((broken_copy / "build/results/sweep.json").read_text())
+    assert first["squares"] == [1, 4, 9]  # the parts' results, in the order parts() gave them
+    # Run in worker processes of the build (one parent, not itself a worker), and combined in one too.
+    assert len(first["parents"]) == 1 and first["parents"][0] not in first["pids"] and first["combined_by"] == first["parents"][0]
+    # The combined result lost (as when a build is stopped before the combine): the parts are not run again.
+    store = broken_copy / "build/cache/experiments/sweep"
+    combined = [entry for entry in store.iterdir() if entry.is_dir() and (entry / "sweep.json").exists()
+                and "squares" in json.loads((entry / "sweep.json").read_text())]
+    assert len(combined) == 1
+    shutil.rmtree(combined[0])
+    again = run_build(broken_copy, "experiments", "--fast")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "experiment sweep: 3 parts, 3 cached" in again.stdout
+    assert json.loads((broken_copy / "build/results/sweep.json").read_text())["pids"] == first["pids"]
+    forced = run_build(broken_copy, "experiments", "--fast", "--force", "sweep")
+    assert "experiment sweep: 3 parts, 0 cached" in forced.stdout, forced.stdout + forced.stderr
+
+
+def test_an_experiment_with_parts_but_no_combine_is_refused(broken_copy: Path) -> None:
+    (broken_copy / "experiments/sweep.py").write_text(SWEEP_IN_PARTS.replace("def combine(", "def merge("))
+    done = run_build(broken_copy, "experiments", "--fast")
+    assert done.returncode == 1
+    assert re.search(r"experiments/sweep\.py:\d+:", done.stderr) and "not `combine`" in done.stderr, done.stderr
+
+
 def test_a_text_only_lab_builds_without_torch(broken_copy: Path) -> None:
     shutil.rmtree(broken_copy / "experiments")
     shutil.rmtree(broken_copy / "build")

@@ -6,6 +6,12 @@ is one, named by its file; its budgets come from report.toml's [profile.*.<name>
 found by parsing, not importing, so an unchanged build never loads torch. Modules with neither (shared
 data loaders, plot functions) are helpers.
 
+An experiment made of independent runs (a sweep's sizes and seeds) may also define `parts(config) ->
+list[Config]`, `run_part(part, device_name) -> Results` and `combine(config, results, device_name) ->
+Results`; its `run` is then `combine` over `run_part` of each part. The stage runs each part in a worker
+of its own and caches it on its own, then combines them in a worker: a long sweep no longer holds one
+core while the other waits, and an interrupted build keeps the parts it finished.
+
 A key covers everything a result depends on: the experiment's source and the project modules it
 imports, its profile overrides, the seed, the device and the torch/numpy versions. Computing it needs
 no torch import, so an unchanged build never pays for loading torch.
@@ -53,8 +59,11 @@ from genreport.errors import BuildError
 if TYPE_CHECKING:  # the process pool is imported only when an experiment runs (10 ms of every rebuild)
     import multiprocessing
 
+    from genreport.experiments.common import Results
+
 PACKAGE = "experiments"  # the import name of the project's experiments folder
 ENTRY_POINT = "run"
+PART_FUNCTIONS = ("parts", "run_part", "combine")  # all three, or none
 TORCH_THREADS = 1  # per experiment, whatever the machine: see the module docstring
 # MKL's conditional numerical reproducibility, ATen's dispatch and oneDNN's ISA, each held to AVX2.
 PINNED_NUMERICS = {
@@ -99,9 +108,11 @@ class Experiment:
     name: str
     path: Path
     headlines: tuple[str, ...]  # the numbers a reader sees first (dotted paths into the metrics), from HEADLINES
+    in_parts: bool = False  # defines PART_FUNCTIONS: the stage runs its parts in separate workers
 
 
 DISCOVERY_CACHE = paths.CACHE_DIR / "project-experiments.json"
+DESCRIPTION_VERSION = "2"  # 2: whether the experiment runs in parts
 
 
 def discover() -> dict[str, Experiment]:
@@ -118,13 +129,14 @@ def discover() -> dict[str, Experiment]:
                              hint=f"an experiment defines `class Config` (a frozen dataclass) and `def {ENTRY_POINT}(config, device_name)`; "
                                   "a helper module defines neither")
         if described["experiment"]:
-            found[path.stem] = Experiment(path.stem, path, tuple(described["headlines"]))
+            found[path.stem] = Experiment(path.stem, path, tuple(described["headlines"]), bool(described["in_parts"]))
     return found
 
 
 @functools.cache  # asked by the stage, the lock, the provenance page and the no-op check in one build
 def _describe(source: str) -> dict[str, object]:
-    known, key = cache.read_json_dict(DISCOVERY_CACHE), cache.digest([source])
+    # The parser's version is part of the key: what an older parser wrote lacks what this one reads.
+    known, key = cache.read_json_dict(DISCOVERY_CACHE), cache.digest([DESCRIPTION_VERSION, source])
     if not isinstance(known.get(key), dict):
         known[key] = _parse_experiment(source)
         while len(known) > 256:  # sources edited over time leave entries behind: the oldest go first
@@ -148,6 +160,12 @@ def _parse_experiment(source: str) -> dict[str, object]:
         return {"error": f"defines `{ENTRY_POINT}` but no `class Config` with the experiment's settings", "line": entry.lineno}
     if entry is not None and len(entry.args.args) < 1:
         return {"error": f"`{ENTRY_POINT}` must take the config (and the device name)", "line": entry.lineno}
+    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    defined = [name for name in PART_FUNCTIONS if name in functions]
+    if entry is not None and defined and len(defined) < len(PART_FUNCTIONS):
+        missing = ", ".join(f"`{name}`" for name in PART_FUNCTIONS if name not in functions)
+        return {"error": f"defines `{defined[0]}` but not {missing}: an experiment in parts defines all of "
+                         f"{', '.join(PART_FUNCTIONS)}", "line": functions[defined[0]].lineno}
     headlines: list[str] = []
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "HEADLINES" for t in node.targets):
@@ -155,7 +173,7 @@ def _parse_experiment(source: str) -> dict[str, object]:
                 headlines = [str(item) for item in ast.literal_eval(node.value)]
             except ValueError:
                 return {"error": "HEADLINES must be a literal tuple of dotted metric names", "line": node.lineno}
-    return {"experiment": entry is not None, "headlines": headlines}
+    return {"experiment": entry is not None, "headlines": headlines, "in_parts": entry is not None and bool(defined)}
 
 
 def import_project_package() -> None:
@@ -302,21 +320,56 @@ def cache_key(inputs: dict[str, object]) -> str:
     return cache.digest([json.dumps(inputs, sort_keys=True)])
 
 
-def _run_and_store(name: str, config: ReportConfig, profile: str, device: str, key: str) -> tuple[str, float, float]:
-    """Runs in a worker process: train, then write the result into the cache. Returns the name, the wall
-    clock and the worker's CPU seconds (on a shared machine the wall clock says more about the neighbours)."""
+@dataclass(frozen=True)
+class Job:
+    """One unit of work for a worker: a whole experiment, or (for one in parts) counting its parts, one
+    part, or combining the parts' results. `key` is the cache entry the job writes."""
+
+    kind: str  # "whole", "count", "part" or "combine"
+    name: str
+    config: ReportConfig
+    profile: str
+    device: str
+    key: str
+    index: int = 0  # of the part
+    part_keys: tuple[str, ...] = ()  # the parts a combine reads
+
+
+def part_key(key: str, index: int) -> str:
+    """A part's cache key: the experiment's key covers everything its parts depend on."""
+    return cache.digest([key, f"part {index}"])
+
+
+def _work(job: Job) -> tuple[int, float, float]:
+    """Runs in a worker process: do the job, writing any result into the cache. Returns the part count (for
+    a count job; 0 otherwise), the wall clock and the worker's CPU seconds (on a shared machine the wall
+    clock says more about the neighbours)."""
     start, cpu_start = time.perf_counter(), time.process_time()
-    print(f"  running experiment {name} ({profile} profile, {device})", flush=True)
-    import numpy as np
+    if job.kind in ("whole", "count"):
+        print(f"  running experiment {job.name} ({job.profile} profile, {job.device})", flush=True)
     import torch
 
     import_project_package()
-    module = importlib.import_module(f"{PACKAGE}.{name}")
+    module = importlib.import_module(f"{PACKAGE}.{job.name}")
     torch.set_num_threads(TORCH_THREADS)
-    base = module.Config.fast() if profile == "fast" else module.Config()
-    experiment_config = apply_overrides(base, {"seed": config.seed, **config.overrides(profile, name)}, f"profile.{profile}.{name}",
-                                        config.source)
-    results = module.run(experiment_config, device)
+    base = module.Config.fast() if job.profile == "fast" else module.Config()
+    experiment_config = apply_overrides(base, {"seed": job.config.seed, **job.config.overrides(job.profile, job.name)},
+                                        f"profile.{job.profile}.{job.name}", job.config.source)
+    count = 0
+    if job.kind == "count":
+        count = len(module.parts(experiment_config))
+    elif job.kind == "whole":
+        _store_results(job.name, job.key, module.run(experiment_config, job.device))
+    elif job.kind == "part":
+        _store_results(job.name, job.key, module.run_part(module.parts(experiment_config)[job.index], job.device))
+    else:
+        parts = [_read_results(_store(job.name).entry(key), job.name) for key in job.part_keys]
+        _store_results(job.name, job.key, module.combine(experiment_config, parts, job.device))
+    return count, time.perf_counter() - start, time.process_time() - cpu_start
+
+
+def _store_results(name: str, key: str, results: Results) -> None:
+    import numpy as np
 
     def write(directory: Path) -> None:
         (directory / f"{name}.json").write_text(json.dumps(results.metrics, indent=1, sort_keys=True) + "\n")
@@ -325,7 +378,15 @@ def _run_and_store(name: str, config: ReportConfig, profile: str, device: str, k
         (directory / f"{name}.npz").write_bytes(buffer.getvalue())
 
     _store(name).put(key, write)
-    return name, time.perf_counter() - start, time.process_time() - cpu_start
+
+
+def _read_results(entry: Path, name: str) -> Results:
+    import numpy as np
+
+    from genreport.experiments.common import Results
+
+    with np.load(entry / f"{name}.npz") as arrays:
+        return Results(json.loads((entry / f"{name}.json").read_text()), {label: arrays[label] for label in arrays.files})
 
 
 def _start_worker(progress_lock: object, progress_rows: multiprocessing.Queue, parent: int, environment: dict[str, str]) -> None:
@@ -348,14 +409,16 @@ def _start_worker(progress_lock: object, progress_rows: multiprocessing.Queue, p
     os.environ[PROGRESS_ROW_VARIABLE] = str(progress_rows.get())
 
 
-def _run_in_workers(tasks: list[tuple[str, ReportConfig, str, str, str]], workers: int, environment: dict[str, str],
-                    on_done: Callable[[str, float, float], None]) -> None:
-    """Run the tasks in `workers` processes, calling on_done(name, seconds, cpu_seconds) as each finishes.
+def _run_in_workers(stale: list[tuple[str, str, bool]], config: ReportConfig, profile: str, device: str, workers: int,
+                    environment: dict[str, str], forced: set[str], on_done: Callable[[str, float, float], None]) -> None:
+    """Run the stale experiments (name, key, in parts) in `workers` processes, calling on_done(name, seconds,
+    cpu_seconds) as each finishes. An experiment in parts is counted first, then its parts not yet cached
+    (all of them when it is in `forced`) run side by side with everything else, then a worker combines them.
 
     A failed experiment, a worker killed from outside, or Ctrl-C stops the build and every worker.
     """
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
     context = multiprocessing.get_context("spawn")  # a forked child could inherit locks held by the parent's threads
@@ -364,16 +427,50 @@ def _run_in_workers(tasks: list[tuple[str, ReportConfig, str, str, str]], worker
         rows.put(row)
     executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                                    initargs=(context.RLock(), rows, os.getpid(), environment))
+    running: dict[Future, Job] = {}
+    started = {name: time.perf_counter() for name, _, _ in stale}
+    keys = {name: key for name, key, _ in stale}
+    cpu = dict.fromkeys(started, 0.0)
+    parts_left: dict[str, int] = {}
+    part_keys: dict[str, tuple[str, ...]] = {}
+
+    def submit(job: Job) -> None:
+        with interrupts.held():  # a submit may start a worker: it begins with SIGINT blocked and keeps it so
+            running[executor.submit(_work, job)] = job
+
+    def combine(name: str) -> None:
+        submit(Job("combine", name, config, profile, device, keys[name], part_keys=part_keys[name]))
+
     finished = False
     try:
-        with interrupts.held():  # submit starts the workers: they begin with SIGINT blocked and keep it so
-            futures = [executor.submit(_run_and_store, *task) for task in tasks]
-        for future in as_completed(futures):
-            try:
-                on_done(*future.result())
-            except BrokenProcessPool:
-                raise BuildError("an experiment's worker process died (killed from outside, or out of memory)",
-                                 hint="run the build again; finished experiments are cached") from None
+        for name, key, in_parts in stale:
+            submit(Job("count" if in_parts else "whole", name, config, profile, device, key))
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                job = running.pop(future)
+                try:
+                    count, _, cpu_seconds = future.result()
+                except BrokenProcessPool:
+                    raise BuildError("an experiment's worker process died (killed from outside, or out of memory)",
+                                     hint="run the build again; finished experiments (and parts) are cached") from None
+                cpu[job.name] += cpu_seconds
+                if job.kind == "count":
+                    part_keys[job.name] = tuple(part_key(job.key, index) for index in range(count))
+                    missing = [index for index, key in enumerate(part_keys[job.name])
+                               if job.name in forced or _store(job.name).get(key) is None]
+                    print(f"  experiment {job.name}: {count} parts, {count - len(missing)} cached", flush=True)
+                    parts_left[job.name] = len(missing)
+                    for index in missing:
+                        submit(Job("part", job.name, config, profile, device, part_keys[job.name][index], index))
+                    if not missing:
+                        combine(job.name)
+                elif job.kind == "part":
+                    parts_left[job.name] -= 1
+                    if not parts_left[job.name]:
+                        combine(job.name)
+                else:
+                    on_done(job.name, time.perf_counter() - started[job.name], cpu[job.name])
         finished = True
     finally:
         if not finished:
@@ -438,13 +535,15 @@ def run_all(config: ReportConfig, profile: str, device: str, forced: set[str]) -
         outcomes[name] = Outcome(name, key, inputs[name], True, time.perf_counter() - start)
     if not stale:
         return StageOutcome([outcomes[name] for name in experiments], None)
-    tasks = [(name, config, profile, device, stale[name]) for name in _longest_first(list(stale))]
+    tasks = [(name, stale[name], experiments[name].in_parts) for name in _longest_first(list(stale))]
     # One GPU is best given to one experiment at a time. On the CPU every stale experiment gets its own
     # process (up to two per core) and the kernel shares the cores among them: with one worker per core
     # the two long experiments each queued a short one behind them (GAN + diffusion, scaling + VAE: 254 s
     # on 2 cores, where the total CPU time split evenly is 240 s). Each still runs one torch thread, so
     # the results do not depend on how the work is scheduled.
-    workers = min(len(tasks), 2 * (os.cpu_count() or 1)) if device == "cpu" else 1
+    # An experiment in parts brings more tasks than it names; the pool starts a worker only when it has work for it.
+    most = 2 * (os.cpu_count() or 1)
+    workers = (most if any(in_parts for _, _, in_parts in tasks) else min(len(tasks), most)) if device == "cpu" else 1
 
     cpu_seconds: dict[str, float] = {}
 
@@ -455,7 +554,7 @@ def run_all(config: ReportConfig, profile: str, device: str, forced: set[str]) -
         print(f"  experiment {name} done in {seconds:.1f} s ({cpu:.1f} s of CPU)", flush=True)
 
     start = time.perf_counter()
-    _run_in_workers(tasks, workers, numerics(device, config.numerics), finished)
+    _run_in_workers(tasks, config, profile, device, workers, numerics(device, config.numerics), forced, finished)
     wall_seconds = time.perf_counter() - start
     record = {"ran": sorted(stale), "workers": workers, "profile": profile, "wall_seconds": round(wall_seconds, 2),
               "seconds": {**cache.read_json_dict(paths.EXPERIMENT_STAGE_RECORD).get("seconds", {}),
