@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,22 @@ def test_student_images_point_into_build_tex_and_are_recorded(pandoc_cache: Path
     assert "{content/images/a.png}" in converted.latex and "{figures/gan_ring.pdf}" in converted.latex
     assert converted.recorded("image") == ["images/a.png", "figures/gan_ring.pdf"]
     assert converted.recorded("figure") == ["Mine.", "Drawn."]
+
+
+def test_a_short_table_asks_for_room_for_all_of_it_and_a_long_one_only_for_its_head(pandoc_cache: Path) -> None:
+    def table(rows: int, cell: str = "x") -> str:
+        return "| A | B |\n|--|--|\n" + "".join(f"| {i} | {cell} |\n" for i in range(rows)) + "\n: Caption. {#tbl:t}\n"
+
+    def needed(markdown: str) -> int:
+        latex = content.pandoc_to_latex(Path("x.md"), markdown).latex
+        found = re.search(r"\\needspace\{(\d+)\\baselineskip\}\s*\\begin\{longtable\}", latex)
+        assert found, latex
+        return int(found.group(1))
+
+    three, eight = needed(table(3)), needed(table(8))
+    assert eight - three == 5  # a line per row
+    assert needed(table(4, "word " * 20)) >= needed(table(4)) + 8  # rows whose long cells wrap count their lines
+    assert needed(table(60)) < three + 10  # over half a page: room for its head, then it may break
 
 
 def test_long_identifiers_and_bare_urls_may_break(pandoc_cache: Path) -> None:

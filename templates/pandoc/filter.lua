@@ -72,8 +72,42 @@ function Figure(element)
   record("figure", caption_text(element.caption))
 end
 
+-- A table is set as a longtable, which may break at any row: a short one would leave a row or two
+-- overleaf under a repeated header. \needspace moves it to the next page unless about its height is left;
+-- the height is its rows, each as many lines as its longest cell needs in its column, plus the rules and
+-- the caption. A table over half a page may still break (moving it could leave half a page empty), but
+-- never right after its header.
+local LINE_CHARACTERS = 95  -- a line of body text, in characters of the table's font
+local WHOLE_LINES = 28  -- about half a page of body text
+local HEADED_LINES = 12  -- the caption, the header and a few rows
+
+local function table_lines(element)
+  local widths = {}
+  for i, spec in ipairs(element.colspecs) do
+    local width = spec[2]
+    widths[i] = (type(width) == "number" and width > 0) and width or 1 / #element.colspecs
+  end
+  local lines = 6 + math.ceil(#pandoc.utils.stringify(element.caption.long) / LINE_CHARACTERS)
+  local function count(rows)
+    for _, row in ipairs(rows) do
+      local tallest = 1
+      for i, cell in ipairs(row.cells) do
+        local room = math.max(1, math.floor(LINE_CHARACTERS * (widths[i] or widths[#widths])))
+        tallest = math.max(tallest, math.ceil(#pandoc.utils.stringify(cell.contents) / room))
+      end
+      lines = lines + tallest
+    end
+  end
+  count(element.head.rows)
+  for _, body in ipairs(element.bodies) do
+    count(body.body)
+  end
+  return lines <= WHOLE_LINES and lines or HEADED_LINES
+end
+
 function Table(element)
   record("table", caption_text(element.caption))
+  return { pandoc.RawBlock("latex", "\\needspace{" .. table_lines(element) .. "\\baselineskip}"), element }
 end
 
 function Image(element)
