@@ -8,6 +8,7 @@ so the fitted L(N) = E + A * N^-alpha is the loss-versus-size curve at that budg
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from dataclasses import dataclass, replace
 
@@ -33,6 +34,7 @@ from genreport.experiments.common import (
 # names each one that moved in a rebuild.
 HEADLINES = ("models.0.val_loss", "models.-1.val_loss", "fit.alpha", "fit.r2", "loss_decreases_with_size")
 SAMPLE_PROMPT = "ROMEO:\n"
+NGRAM_SMOOTHING = 0.1  # Lidstone's add-k of the n-gram baselines
 ATTENTION_TEXT = "To be, or not to be, that is the question"
 
 
@@ -204,7 +206,8 @@ def train_model(size: ModelSize, vocab: int, windows: torch.Tensor, validation: 
         "learning_rate": learning_rate, "steps": steps, "warmup_steps": warmup,
         "tokens": steps * tokens_per_step, "flops": 6.0 * n * steps * tokens_per_step,
         "val_loss": curve[-1]["val_loss"], "seconds": round(clock.seconds, 2), "curve": curve,
-        "measured_train_flops": flops.total,  # all operations, attention included; `flops` is Kaplan's 6ND
+        # every operation torch's FLOP counter knows, which is not its CPU flash-attention kernel; `flops` is Kaplan's 6ND
+        "measured_train_flops": flops.total,
     }
     return model, record
 
@@ -218,7 +221,7 @@ def _ngram_codes(sequences: np.ndarray, order: int, vocab: int) -> np.ndarray:
     return codes.ravel()
 
 
-def ngram_loss(train: np.ndarray, validation: np.ndarray, order: int, vocab: int, smoothing: float = 0.1) -> float:
+def ngram_loss(train: np.ndarray, validation: np.ndarray, order: int, vocab: int, smoothing: float = NGRAM_SMOOTHING) -> float:
     """Validation loss (nats/char) of a count-based n-gram model with add-`smoothing` (Lidstone) estimates.
 
     The classical baselines a reader can place the transformers against: unigram, bigram, trigram.
@@ -251,7 +254,7 @@ def fit_power_law(params: np.ndarray, losses: np.ndarray) -> dict[str, float | b
     residual = losses - law(params, e, a, alpha)
     r2 = 1 - (residual ** 2).sum() / ((losses - losses.mean()) ** 2).sum()
     return {"E": float(e), "A": float(a), "alpha": float(alpha), "r2": float(r2), "floor_identified": floor_identified,
-            "covariance": covariance.tolist()}
+            "covariance": covariance.tolist(), "largest_residual": round(float(np.abs(residual).max()), 4)}
 
 
 def parts(config: Config) -> list[Config]:
@@ -330,9 +333,13 @@ def combine(config: Config, results: list[Results], device_name: str = "auto") -
         "fit": fit,
         "loss_decreases_with_size": bool(np.all(np.diff(losses) < 0)),
         "seeds_per_size": config.seeds_per_size,
-        # The largest difference between two seeds of one size, against the smallest step between two sizes.
+        # The largest difference between two seeds of one size, against the smallest step between two sizes; and
+        # how far apart the closest seeds of neighbouring sizes ended (negative: some seed of a size did better
+        # than some seed of the next larger one, so one seed per size could have put them out of order).
         "largest_seed_spread": max(r["val_loss_spread"] for r in records),
         "smallest_size_step": round(float(-np.diff(losses).max()), 4),
+        "closest_seeds_of_neighbouring_sizes": round(min(min(smaller["val_loss_seeds"]) - max(larger["val_loss_seeds"])
+                                                         for smaller, larger in itertools.pairwise(records)), 4),
         "vocab_size": len(alphabet),
         "train_chars": len(train),
         "validation_chars": len(validation),
@@ -346,6 +353,7 @@ def combine(config: Config, results: list[Results], device_name: str = "auto") -
         "curve_points_end_their_schedule": False,
         "ngram_val_loss": ngram,
         "ngram_data": "counted on the first seed's training windows, scored on the transformers' evaluation characters",
+        "ngram_smoothing": NGRAM_SMOOTHING,
         "ngram_all_data_val_loss": ngram_all_data,
         "evaluation_chars": evaluation_chars(config, len(validation)),
         "samples": {"smallest": smallest.metrics["sample"], "largest": largest.metrics["sample"]},

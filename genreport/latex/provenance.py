@@ -32,6 +32,7 @@ MANIFEST_NAME = "genreport-manifest.json"
 SCHEMA = "genreport-manifest/1"
 FIGURE_TABLE = "figure-provenance.tex"  # written into build/tex, \input by templates/report.tex.j2
 DIGEST_PREFIX = 12  # hex digits of a digest printed on paper: enough to tell results apart, short enough to read
+APPENDIX_LINES = 16  # the provenance appendix without its rows, in lines of body text, with room to spare
 # Files that can change what the build makes; their digests let `verify` name the source that changed.
 PROJECT_PATTERNS = ("build.py", "report.toml", "report/**/*", "templates/**/*", "experiments/**/*.py")
 ENGINE_PATTERNS = ("build.py", "requirements.txt", "requirements-data.txt", "templates/**/*", "genreport/**/*.py")
@@ -168,7 +169,7 @@ def figure_provenance(tex_dir: Path = paths.TEX_DIR) -> list[dict[str, Any]]:
     registered = figures.registry()
     aux = tex_dir / "report.aux"
     numbers = figure_numbers(aux.read_text(errors="replace")) if aux.exists() else {}
-    rows = []
+    rows: list[str] = []
     for figure in figures_in_document((tex_dir / "report.tex").read_text(encoding="utf-8")):
         path = paths.ROOT / figure["file"]
         drawn = registered.get(figure["file"].removeprefix("figures/")) if figure["file"].startswith("figures/") else None
@@ -197,7 +198,7 @@ def write_figure_table(tex_dir: Path = paths.TEX_DIR) -> None:
 
     registered = figures.registry()
     modules = sorted({paths.shown(figure.module) for figure in registered.values()})
-    rows = []
+    rows: list[str] = []
     for figure in figures_in_document((tex_dir / "report.tex").read_text(encoding="utf-8")):
         name = figure["file"].removeprefix("figures/").removeprefix("templates/")
         drawn = registered.get(name) if figure["file"].startswith("figures/") else None
@@ -214,7 +215,9 @@ def write_figure_table(tex_dir: Path = paths.TEX_DIR) -> None:
         rows.append(rf"\ref{{{figure['label']}}} & \texttt{{{escape_latex(name)}}} & {drawn_by} & {read} \\")
     table = "\n".join([
         "% Written by genreport/latex/provenance.py from the figures, the plot functions and build/results.",
-        r"\clearpage",  # an appendix of its own, not a heading stranded at the foot of the bibliography
+        # After the bibliography where the whole appendix fits below it (a page saved), else on a page of its own:
+        # never a heading stranded at the foot of the bibliography. Its height: heading, paragraph, rules, rows.
+        rf"\needspace{{{len(rows) + APPENDIX_LINES}\baselineskip}}",
         r"\section*{Figure provenance}",
         r"\addcontentsline{toc}{section}{Figure provenance}",
         r"Every figure, the file the build drew, the function in \texttt{" + escape_latex(", ".join(modules) or "experiments/")

@@ -72,42 +72,37 @@ function Figure(element)
   record("figure", caption_text(element.caption))
 end
 
--- A table is set as a longtable, which may break at any row: a short one would leave a row or two
--- overleaf under a repeated header. \needspace moves it to the next page unless about its height is left;
--- the height is its rows, each as many lines as its longest cell needs in its column, plus the rules and
--- the caption. A table over half a page may still break (moving it could leave half a page empty), but
--- never right after its header.
-local LINE_CHARACTERS = 95  -- a line of body text, in characters of the table's font
-local WHOLE_LINES = 28  -- about half a page of body text
-local HEADED_LINES = 12  -- the caption, the header and a few rows
-
-local function table_lines(element)
-  local widths = {}
-  for i, spec in ipairs(element.colspecs) do
-    local width = spec[2]
-    widths[i] = (type(width) == "number" and width > 0) and width or 1 / #element.colspecs
-  end
-  local lines = 6 + math.ceil(#pandoc.utils.stringify(element.caption.long) / LINE_CHARACTERS)
-  local function count(rows)
-    for _, row in ipairs(rows) do
-      local tallest = 1
-      for i, cell in ipairs(row.cells) do
-        local room = math.max(1, math.floor(LINE_CHARACTERS * (widths[i] or widths[#widths])))
-        tallest = math.max(tallest, math.ceil(#pandoc.utils.stringify(cell.contents) / room))
-      end
-      lines = lines + tallest
-    end
-  end
-  count(element.head.rows)
-  for _, body in ipairs(element.bodies) do
-    count(body.body)
-  end
-  return lines <= WHOLE_LINES and lines or HEADED_LINES
-end
+-- A table is set as a longtable, which may break after any row: a break right after its first rows or
+-- before its last ones leaves a row or two on a page of their own under a repeated header. A row that ends
+-- in \\* cannot be broken after, so a break leaves at least KEPT rows on either side, and a table of fewer
+-- than 2 * KEPT rows is never broken (TeX moves it to the next page whole). Tables pandoc writes otherwise (no
+-- \endlastfoot, a cell with a line break) are left as they are.
+local KEPT = 3
 
 function Table(element)
   record("table", caption_text(element.caption))
-  return { pandoc.RawBlock("latex", "\\needspace{" .. table_lines(element) .. "\\baselineskip}"), element }
+  if not FORMAT:match("latex") then
+    return nil
+  end
+  -- the conversion's own options: natbib citations, the same column arithmetic
+  local latex = pandoc.write(pandoc.Pandoc({ element }), "latex", PANDOC_WRITER_OPTIONS)
+  local head, body, tail = latex:match("^(.-\\endlastfoot\n)(.-)(\\end{longtable}%s*)$")
+  if not body then
+    return nil
+  end
+  local rows = {}
+  for row in body:gmatch(".-\\\\\n") do
+    table.insert(rows, row)
+  end
+  if table.concat(rows) ~= body then
+    return nil
+  end
+  for i = 1, #rows - 1 do
+    if i < KEPT or i > #rows - KEPT then
+      rows[i] = rows[i]:gsub("\\\\\n$", "\\\\*\n")
+    end
+  end
+  return pandoc.RawBlock("latex", head .. table.concat(rows) .. tail)
 end
 
 function Image(element)
