@@ -279,3 +279,17 @@ def test_a_bar_and_split_inline_code_reach_pandoc_as_the_pdf_shows_them() -> Non
              " here; x \\textbar{} y; cite with \\texttt{{[}@key{]}}.")
     markdown = pypandoc.convert_text(readable(latex), "gfm", format="latex")
     assert "`{{ example.test_mse | num }}`" in markdown and "x \\| y" in markdown and "`[@key]`" in markdown
+
+
+def test_rows_a_page_must_not_break_after_reach_pandoc_as_plain_rows() -> None:
+    """filter.lua ends such rows with longtable's \\\\*, which pandoc's reader split into a row end and a "*"."""
+    import pypandoc
+
+    from genreport.export.source import readable
+
+    latex = ("\\begin{longtable}[]{@{}ll@{}}\n\\caption{C.}\\label{tbl:t}\\tabularnewline\n\\toprule\\noalign{}\nA & B \\\\\n"
+             "\\midrule\\noalign{}\n\\endfirsthead\n\\toprule\\noalign{}\nA & B \\\\\n\\midrule\\noalign{}\n\\endhead\n"
+             "\\bottomrule\\noalign{}\n\\endlastfoot\n1 & x \\\\*\n2 & y \\\\*\n3 & z \\\\\n\\end{longtable}\n")
+    markdown = pypandoc.convert_text(readable(latex), "gfm", format="latex")
+    rows = [line.replace(" ", "") for line in markdown.splitlines() if line.startswith("|")]
+    assert rows[0] == "|A|B|" and rows[2:] == ["|1|x|", "|2|y|", "|3|z|"], markdown

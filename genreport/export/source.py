@@ -106,6 +106,9 @@ REPEATED_HEAD = re.compile(r"\\endfirsthead.*?\\endhead", re.DOTALL)
 LAST_FOOT = re.compile(r"\\bottomrule(?:\\noalign\{\})?\s*\\endlastfoot")
 ALIGNED_COLUMN = re.compile(r">\{\\(raggedright|raggedleft|centering)\\arraybackslash\}p\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\}")
 COLUMN_TYPE = {"raggedright": "l", "raggedleft": "r", "centering": "c"}
+# filter.lua ends rows that a page must not break after with \\* (longtable's no-break row end), which the
+# reader takes for a row end followed by a "*" in the next row's first cell.
+UNBREAKABLE_ROW_END = re.compile(r"\\\\\*$", re.MULTILINE)
 
 
 # \tightlist (list spacing, defined by the template) makes the reader take a description list for a plain block.
@@ -150,7 +153,7 @@ def _marked_list_start(match: re.Match) -> str:
 
 
 def readable_tables(latex: str) -> str:
-    latex = LAST_FOOT.sub("", REPEATED_HEAD.sub(lambda _: "\\endhead", latex))
+    latex = UNBREAKABLE_ROW_END.sub(lambda _: "\\\\", LAST_FOOT.sub("", REPEATED_HEAD.sub(lambda _: "\\endhead", latex)))
     return ALIGNED_COLUMN.sub(lambda match: COLUMN_TYPE[match.group(1)], latex)
 
 
