@@ -120,7 +120,9 @@ def launch(name: str, path: str, seeds: tuple[int, ...], fast: bool, scratch: Pa
         print(f"  {name} {path} seed {seed}: FAILED\n{done.stderr[-2000:]}", file=sys.stderr)
         return name, path, seed, None, seconds
     metrics = json.loads(out.read_text())
-    print(f"  {name:9s} {path:22s} seed {seed}: {measurements(name, metrics)} ({seconds:.0f} s, {metrics['cpu_capability']})", flush=True)
+    # The z option prints an entropy of -0.0 (one class only) as 0, as the report does.
+    shown = "; ".join(f"{metric} {', '.join(f'{value:z.4g}' for value in values)}" for metric, values in measurements(name, metrics).items())
+    print(f"  {name:9s} {path:22s} seed {seed}: {shown} ({seconds:.0f} s, {metrics['cpu_capability']})", flush=True)
     return name, path, seed, metrics, seconds
 
 
