@@ -35,6 +35,7 @@ from genreport.experiments.common import (
 HEADLINES = ("models.0.val_loss", "models.-1.val_loss", "fit.alpha", "fit.r2", "loss_decreases_with_size")
 SAMPLE_PROMPT = "ROMEO:\n"
 NGRAM_SMOOTHING = 0.1  # Lidstone's add-k of the n-gram baselines
+FLOOR_STANDARD_ERRORS = 2  # how far above zero a fitted floor must lie to count as identified
 ATTENTION_TEXT = "To be, or not to be, that is the question"
 
 
@@ -237,16 +238,19 @@ def ngram_loss(train: np.ndarray, validation: np.ndarray, order: int, vocab: int
 def fit_power_law(params: np.ndarray, losses: np.ndarray) -> dict[str, float | bool | list]:
     """Least-squares fit of L(N) = E + A * N^-alpha, with R^2 and the covariance for a 1-sigma band.
 
-    When the best floor E sits on its bound of 0, the data do not identify a floor and the covariance
-    of the three-parameter fit is meaningless there; we then refit the pure power law A * N^-alpha
-    (E fixed at 0) and report its covariance, with zero variance for E.
+    The data identify a floor only when the fitted E lies more than two standard errors above zero. Otherwise
+    (E on its bound of 0, where the three-parameter covariance is meaningless, or E within noise of it) we
+    refit the pure power law A * N^-alpha (E fixed at 0) and report its covariance, with zero variance for E;
+    `free_floor` keeps the three-parameter fit's E and its standard error, so the text can say why.
     """
     def law(n: np.ndarray, e: float, a: float, alpha: float) -> np.ndarray:
         return e + a * n ** -alpha
 
     (e, a, alpha), covariance = scipy.optimize.curve_fit(
         law, params, losses, p0=(losses.min() * 0.8, 10.0, 0.3), bounds=([0, 0, 0], [np.inf, np.inf, 3]), maxfev=20000)
-    floor_identified = bool(e > 1e-6 * losses.min())
+    floor_error = float(np.sqrt(covariance[0, 0])) if np.isfinite(covariance[0, 0]) and covariance[0, 0] >= 0 else float("inf")
+    free_floor = {"E": float(e), "standard_error": floor_error}
+    floor_identified = bool(e > 1e-6 * losses.min() and e > FLOOR_STANDARD_ERRORS * floor_error)
     if not floor_identified:
         (a, alpha), pure = scipy.optimize.curve_fit(lambda n, a, alpha: a * n ** -alpha, params, losses, p0=(a, alpha), maxfev=20000)
         e, covariance = 0.0, np.zeros((3, 3))
@@ -254,7 +258,7 @@ def fit_power_law(params: np.ndarray, losses: np.ndarray) -> dict[str, float | b
     residual = losses - law(params, e, a, alpha)
     r2 = 1 - (residual ** 2).sum() / ((losses - losses.mean()) ** 2).sum()
     return {"E": float(e), "A": float(a), "alpha": float(alpha), "r2": float(r2), "floor_identified": floor_identified,
-            "covariance": covariance.tolist(), "largest_residual": round(float(np.abs(residual).max()), 4)}
+            "free_floor": free_floor, "covariance": covariance.tolist(), "largest_residual": round(float(np.abs(residual).max()), 4)}
 
 
 def parts(config: Config) -> list[Config]:

@@ -164,6 +164,17 @@ def test_power_law_without_a_floor_reports_a_usable_band() -> None:
     assert covariance[0].tolist() == [0, 0, 0] and np.sqrt(covariance[2, 2]) < 0.01  # alpha is pinned down
 
 
+def test_a_floor_within_two_standard_errors_of_zero_is_not_identified() -> None:
+    # The fast profile's four sizes (2026-12-07): the three-parameter fit puts a floor above zero, with a
+    # standard error far larger than itself.
+    n = np.array([1744, 6560, 14448, 25408], dtype=float)
+    fit = fit_power_law(n, np.array([3.354, 3.136, 3.043, 2.929]))
+    assert not fit["floor_identified"] and fit["E"] == 0
+    assert fit["free_floor"]["E"] < 2 * fit["free_floor"]["standard_error"]
+    identified = fit_power_law(np.geomspace(1e3, 1e6, 7), 1.5 + 20 * np.geomspace(1e3, 1e6, 7) ** -0.4)
+    assert identified["floor_identified"] and identified["free_floor"]["standard_error"] < 0.01
+
+
 def test_attention_weights_shown_in_the_figure_are_the_ones_the_model_uses() -> None:
     from experiments.scaling import Block
 
