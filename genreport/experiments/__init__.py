@@ -340,11 +340,11 @@ def part_key(key: str, index: int) -> str:
     return cache.digest([key, f"part {index}"])
 
 
-def _work(job: Job) -> tuple[int, float, float]:
+def _work(job: Job) -> tuple[int, float]:
     """Runs in a worker process: do the job, writing any result into the cache. Returns the part count (for
-    a count job; 0 otherwise), the wall clock and the worker's CPU seconds (on a shared machine the wall
-    clock says more about the neighbours)."""
-    start, cpu_start = time.perf_counter(), time.process_time()
+    a count job; 0 otherwise) and the worker's CPU seconds for it (the parent keeps the wall clock: on a shared
+    machine it says more about the neighbours)."""
+    cpu_start = time.process_time()
     if job.kind in ("whole", "count"):
         print(f"  running experiment {job.name} ({job.profile} profile, {job.device})", flush=True)
     import torch
@@ -365,7 +365,7 @@ def _work(job: Job) -> tuple[int, float, float]:
     else:
         parts = [_read_results(_store(job.name).entry(key), job.name) for key in job.part_keys]
         _store_results(job.name, job.key, module.combine(experiment_config, parts, job.device))
-    return count, time.perf_counter() - start, time.process_time() - cpu_start
+    return count, time.process_time() - cpu_start
 
 
 def _store_results(name: str, key: str, results: Results) -> None:
@@ -450,7 +450,7 @@ def _run_in_workers(stale: list[tuple[str, str, bool]], config: ReportConfig, pr
             for future in done:
                 job = running.pop(future)
                 try:
-                    count, _, cpu_seconds = future.result()
+                    count, cpu_seconds = future.result()
                 except BrokenProcessPool:
                     raise BuildError("an experiment's worker process died (killed from outside, or out of memory)",
                                      hint="run the build again; finished experiments (and parts) are cached") from None
