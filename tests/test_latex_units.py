@@ -134,6 +134,12 @@ def test_a_table_breaks_only_where_three_rows_stay_on_either_side(pandoc_cache: 
     assert row_ends(10) == ["\\\\*"] * 2 + ["\\\\"] * 5 + ["\\\\*"] * 2 + ["\\\\"]
 
 
+def test_a_word_with_an_at_sign_is_text_and_an_email_address_a_link(pandoc_cache: Path) -> None:
+    latex = content.pandoc_to_latex(Path("x.md"), "Recall@5 rose; write to ada@example.org.\n").latex
+    assert latex.startswith("Recall@5 rose") and "mailto:Recall" not in latex
+    assert r"\href{mailto:ada@example.org}" in latex
+
+
 def test_long_identifiers_and_bare_urls_may_break(pandoc_cache: Path) -> None:
     latex = content.pandoc_to_latex(Path("x.md"), "Use model_checkpoint_directory_name and `a_long/inline_code_path` "
                                                   "at https://example.org/a/b.\n").latex

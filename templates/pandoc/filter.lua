@@ -179,7 +179,15 @@ function Code(element)
   return breakable(element.text, function(part) return pandoc.Code(part, element.attr) end)
 end
 
+-- The bare-address autolinks the reader makes (a typed URL must stay a link) also turn "Recall@5" or "n@k"
+-- into a mailto link in code type: an address without a dot after its @ is text as typed.
+function Link(element)
+  if element.target:match("^mailto:") and not element.target:match("@[^@]+%.[^@.]+$") then
+    return element.content
+  end
+end
+
 return {
-  { Inlines = Inlines },  -- equations first: their labels are Str elements the rest must not split
+  { Inlines = Inlines, Link = Link },  -- equations first: their labels are Str elements the rest must not split
   { Str = Str, Code = Code, Cite = Cite, Figure = Figure, Table = Table, Image = Image },
 }
