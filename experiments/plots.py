@@ -109,7 +109,7 @@ def scaling_loss_vs_params(scaling: Result):
     grid = np.geomspace(n.min() / 1.5, n.max() * 1.5, 200)
     # Band: 16th-84th percentile of the law under parameter draws from the fit's covariance.
     covariance = np.array(fit["covariance"])
-    fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN * 0.9, TEXT_WIDTH_IN * 0.42))
+    fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN * 0.9, TEXT_WIDTH_IN * 0.38))
     if np.isfinite(covariance).all():  # too few models leave the fit without an uncertainty estimate
         draws = np.random.default_rng(0).multivariate_normal([fit["E"], fit["A"], fit["alpha"]], covariance, size=2000)
         curves = draws[:, :1] + draws[:, 1:2] * grid[None, :] ** -draws[:, 2:3]
@@ -130,7 +130,9 @@ def scaling_loss_vs_params(scaling: Result):
     baselines = {"bigram": scaling.metrics["ngram_val_loss"]["2"], "trigram": scaling.metrics["ngram_val_loss"]["3"]}
     for name, level in baselines.items():
         ax.axhline(level, color="grey", linestyle=":", linewidth=0.8)
-        ax.annotate(f"{name} counts", (grid[0], level), xytext=(3, -9), textcoords="offset points", fontsize=7, color="grey")
+        # At the right end, above the line: the fit's band widens towards the left, where it would hide the label.
+        ax.annotate(f"{name} counts", (grid[-1], level), xytext=(-3, 2), textcoords="offset points", fontsize=7, color="grey",
+                    ha="right")
     # The axis follows the measurements; a wide band (a poorly constrained fit) is clipped, not allowed to rescale it.
     every_loss = [run for runs in seeds for run in runs]
     low_end, high_end = min(*every_loss, *baselines.values()), max(*every_loss, *baselines.values())
@@ -145,17 +147,21 @@ def scaling_loss_vs_params(scaling: Result):
 
 @figure("scaling_loss_vs_compute.pdf")
 def scaling_loss_vs_compute(scaling: Result):
+    """Left: every model's validation loss along its training against compute, with the frontier those checkpoints
+    draw, and the IsoFLOP runs (each ended its schedule) at their compute. Right: the IsoFLOP profiles against N."""
     plt = pyplot()
     models = scaling.metrics["models"]
-    fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN * 0.8, TEXT_WIDTH_IN * 0.42))
+    profiles = scaling.metrics["isoflop"]["profiles"]
+    fig, (curves_ax, profile_ax) = plt.subplots(1, 2, figsize=(TEXT_WIDTH_IN, TEXT_WIDTH_IN * 0.37), width_ratios=(1.25, 1))
     cmap = plt.get_cmap("viridis")
+    sizes = np.log([m["non_embedding_params"] for m in models])
+    colour = plt.Normalize(sizes.min(), sizes.max())
     points = []
-    for i, model in enumerate(models):
+    for model, log_size in zip(models, sizes):
         flops = [p["flops"] for p in model["curve"]]
         losses = [p["val_loss"] for p in model["curve"]]
         points += list(zip(flops, losses))
-        ax.plot(flops, losses, color=cmap(i / max(1, len(models) - 1)), marker=".", markersize=3, linewidth=1,
-                label=f"$N$={model['non_embedding_params']:,}")
+        curves_ax.plot(flops, losses, color=cmap(colour(log_size)), marker=".", markersize=2.5, linewidth=0.9)
     # Compute-efficient frontier: the lowest loss reached by any model at or below each compute level.
     points.sort()
     frontier, best = [], np.inf
@@ -163,10 +169,38 @@ def scaling_loss_vs_compute(scaling: Result):
         if loss < best:
             best = loss
             frontier.append((flops, loss))
-    ax.plot(*zip(*frontier), color="black", linestyle="--", linewidth=1, label="compute-efficient frontier")
-    ax.set(xscale="log", yscale="log", xlabel=r"training compute $C \approx 6ND$ (FLOP)", ylabel="validation loss (nats/char)")
-    ax.yaxis.set_minor_formatter(plt.FormatStrFormatter("%.1f"))
-    ax.legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    curves_ax.plot(*zip(*frontier), color="black", linestyle="--", linewidth=1, label="frontier of the checkpoints")
+    markers = "os^Dv"
+    for profile, marker in zip(profiles, markers):
+        runs = profile["points"]
+        mantissa, exponent = f"{profile['flops']:.1e}".split("e+")
+        label = rf"$C = {mantissa}\times10^{{{int(exponent)}}}$ FLOP"
+        style = {"marker": marker, "s": 16, "facecolors": "none", "linewidths": 0.8, "zorder": 4}
+        curves_ax.scatter([run["flops"] for run in runs], [run["val_loss"] for run in runs], edgecolors="black", **style)
+        params = np.array([run["non_embedding_params"] for run in runs], dtype=float)
+        losses = np.array([run["val_loss"] for run in runs])
+        profile_ax.scatter(params, losses, edgecolors=cmap(colour(np.log(params))), label=label, **style)
+        profile_ax.plot(params, losses, color="grey", linewidth=0.6, zorder=2)
+        minimum = profile["minimum"]
+        if minimum["bracketed"]:
+            curvature, slope, offset = minimum["parabola"]
+            grid = np.geomspace(min(minimum["fitted_params"]), max(minimum["fitted_params"]), 100)
+            profile_ax.plot(grid, curvature * np.log(grid) ** 2 + slope * np.log(grid) + offset, color="black", linewidth=0.8,
+                            linestyle=":", zorder=3)
+            profile_ax.scatter([minimum["params"]], [minimum["val_loss"]], marker="*", s=60, color="tab:red", zorder=5)
+    if any(profile["minimum"]["bracketed"] for profile in profiles):
+        profile_ax.scatter([], [], marker="*", s=60, color="tab:red", label="parabola's minimum")
+    colourbar = fig.colorbar(plt.cm.ScalarMappable(norm=colour, cmap=cmap), ax=curves_ax, pad=0.02, fraction=0.05)
+    ticks = [m["non_embedding_params"] for m in models][::2]
+    colourbar.set_ticks(np.log(ticks), labels=[f"{n / 1000:.0f}k" if n >= 1000 else str(n) for n in ticks])
+    colourbar.ax.tick_params(labelsize=7)
+    colourbar.set_label("$N$", fontsize=8)
+    curves_ax.set(xscale="log", yscale="log", xlabel=r"training compute $C \approx 6ND$ (FLOP)", ylabel="validation loss (nats/char)")
+    profile_ax.set(xscale="log", xlabel="non-embedding parameters $N$")
+    for ax in (curves_ax, profile_ax):
+        ax.yaxis.set_minor_formatter(plt.FormatStrFormatter("%.1f"))
+    curves_ax.legend(frameon=False, fontsize=7, loc="upper right")
+    profile_ax.legend(frameon=False, fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig
 

@@ -3,6 +3,11 @@
 Every model sees the same number of training characters (the token budget rule: D fixed, N varied),
 so the fitted L(N) = E + A * N^-alpha is the loss-versus-size curve at that budget (Kaplan et al.,
 2020, Sec. 3). Training compute is counted as C = 6 * N * D with N the non-embedding parameters.
+
+IsoFLOP profiles (Hoffmann et al., 2022, Sec. 3.2, their Approach 2) ask the section's other question,
+how to split a fixed compute between N and D: the compute of the sweep's run of a given width is spent
+again on smaller models trained on more characters and larger ones on fewer, each run with its schedule
+ending at its own end; a parabola in log N through each profile locates the best size for that compute.
 """
 
 from __future__ import annotations
@@ -72,12 +77,32 @@ class Config:
     eval_tokens: int = 32_768
     validation_fraction: float = 0.05
     sample_chars: int = 240
+    # IsoFLOP profiles at the compute of the sweep's first-seed runs of these widths, over the sweep's sizes up to
+    # `isoflop_reach` places either side. Measured at seed 0 before choosing (issue 22, 2026-12-07): at width 16's
+    # compute the loss was lowest at width 12, at width 24's at width 16, the larger sizes ever worse (widths 32, 48
+    # and 64 trained on 115k-255k characters: 2.42-2.53 nats/char), so two places either side bracket the minimum.
+    # The profiles cost about 145 CPU-s, most of it the small models' long runs; one seed, the sweep's first.
+    isoflop_widths: tuple[int, ...] = (16, 24)
+    isoflop_reach: int = 2
     seed: int = 0
 
     @classmethod
     def fast(cls) -> Config:
         return cls(sizes=tuple(ModelSize(2, width, 2) for width in (8, 16, 24, 32)), train_tokens=40_000,
-                   eval_every_tokens=20_000, eval_tokens=4096, sample_chars=80)
+                   eval_every_tokens=20_000, eval_tokens=4096, sample_chars=80, isoflop_widths=(16,), isoflop_reach=1)
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.context
+
+    def steps(self) -> int:
+        return self.train_tokens // self.tokens_per_step
+
+
+def non_embedding_params(size: ModelSize) -> int:
+    """N of a CharGPT of this size without building it: per block, two layer norms (4w), the attention's
+    projections (4w^2 + 4w) and the MLP (8w^2 + 5w)."""
+    return size.layers * (12 * size.width ** 2 + 13 * size.width)
 
 
 class Block(nn.Module):
@@ -150,7 +175,7 @@ class CharGPT(nn.Module):
 def training_windows(train: torch.Tensor, config: Config) -> torch.Tensor:
     """Every training window of the sweep, (steps, batch, context + 1), drawn once: each size trains on the
     same batches, and the n-gram baselines are counted on the same characters."""
-    steps = config.train_tokens // (config.batch_size * config.context)
+    steps = config.steps()
     generator = torch.Generator().manual_seed(config.seed)
     starts = torch.randint(0, len(train) - config.context - 1, (steps, config.batch_size), generator=generator)
     return train[starts[..., None] + torch.arange(config.context + 1)]
@@ -176,7 +201,7 @@ def train_model(size: ModelSize, vocab: int, windows: torch.Tensor, validation: 
     seed_everything(config.seed)
     model = CharGPT(vocab, size, config.context).to(device)
     n = model.non_embedding_params()
-    tokens_per_step = config.batch_size * config.context
+    tokens_per_step = config.tokens_per_step
     steps = len(windows)
     learning_rate = config.learning_rate * math.sqrt(config.learning_rate_width / size.width)
     optimizer = torch.optim.AdamW(model.parameters(), learning_rate, betas=config.adam_betas, weight_decay=config.weight_decay, fused=True)
@@ -261,11 +286,38 @@ def fit_power_law(params: np.ndarray, losses: np.ndarray) -> dict[str, float | b
             "free_floor": free_floor, "covariance": covariance.tolist(), "largest_residual": round(float(np.abs(residual).max()), 4)}
 
 
+# A run's CPU time is about its characters times (N + this): on one thread the per-character work that does not
+# grow with N (embeddings, the 65-way output, layer norms, attention) costs what ~100k parameters' products do.
+PER_CHARACTER_OVERHEAD_PARAMS = 100_000
+
+
+def isoflop_parts(config: Config) -> list[Config]:
+    """The IsoFLOP profiles' runs: at each centre width's compute C = 6 N_c D, each neighbouring size N trains on
+    C / 6N characters (in whole steps). The centre itself is the sweep's first-seed run; every run ends its schedule."""
+    widths = [size.width for size in config.sizes]
+    runs = []
+    for centre in config.isoflop_widths:
+        if centre not in widths:
+            raise ValueError(f"isoflop_widths: {centre} is not one of the sweep's widths {widths}")
+        index = widths.index(centre)
+        compute = 6 * non_embedding_params(config.sizes[index]) * config.steps() * config.tokens_per_step
+        for size in config.sizes[max(0, index - config.isoflop_reach) : index + config.isoflop_reach + 1]:
+            if size.width != centre:
+                steps = max(1, round(compute / (6 * non_embedding_params(size)) / config.tokens_per_step))
+                runs.append(replace(config, sizes=(size,), train_tokens=steps * config.tokens_per_step, isoflop_widths=(centre,),
+                                    eval_every_tokens=steps * config.tokens_per_step, sample_chars=0))
+    return runs
+
+
 def parts(config: Config) -> list[Config]:
-    """One training run per size and seed, the largest sizes first: the stage gives each its own worker in
-    the order given, and the longest parts started first finish the sweep soonest."""
-    by_cost = sorted(config.sizes, key=lambda size: -size.layers * size.width ** 2)
-    return [replace(config, sizes=(size,), seed=config.seed + offset) for size in by_cost for offset in range(config.seeds_per_size)]
+    """One training run per size and seed of the sweep (marked by no IsoFLOP width), then the IsoFLOP profiles'
+    runs, the costliest first: the stage gives each its own worker in the order given, and the longest parts
+    started first finish soonest."""
+    # Only the first seed's models write the samples the report shows.
+    sweep = [replace(config, sizes=(size,), seed=config.seed + offset, isoflop_widths=(), sample_chars=0 if offset else config.sample_chars)
+             for size in config.sizes for offset in range(config.seeds_per_size)]
+    return sorted(sweep + isoflop_parts(config),
+                  key=lambda part: -part.steps() * (non_embedding_params(part.sizes[0]) + PER_CHARACTER_OVERHEAD_PARAMS))
 
 
 @functools.cache  # a worker runs several parts: the 5 MB of text is read and encoded once
@@ -307,15 +359,70 @@ def _mean_over_seeds(runs: list[dict]) -> dict:
             "measured_train_flops": sum(run["measured_train_flops"] for run in runs)}
 
 
+def profile_minimum(params: np.ndarray, losses: np.ndarray) -> dict[str, float | bool | None]:
+    """Where an IsoFLOP profile is lowest: the minimum of the parabola in ln N through its best run and the two
+    sizes beside it (Hoffmann et al.'s Approach 2 fits a parabola to each profile).
+
+    Only the three runs around the best are used: the profile rises far more steeply towards the large models
+    (trained on a few characters per parameter) than towards the small ones, and one parabola through all five
+    runs put both minima of our profiles at the smaller neighbour (N = 7,700 and 9,000 where the best runs were
+    7,536 and 13,120; issue 22, 2026-12-07). The minimum counts as bracketed only when the sizes on either side of
+    the best run did worse; otherwise the best size lies beyond the sizes tried and no parabola is read.
+    """
+    best = int(np.argmin(losses))
+    if not 0 < best < len(losses) - 1:
+        return {"bracketed": False, "params": None, "val_loss": None, "parabola": None, "fitted_params": None}
+    around = slice(best - 1, best + 2)
+    curvature, slope, offset = np.polyfit(np.log(params[around]), losses[around], 2)
+    log_params = -slope / (2 * curvature)
+    return {"bracketed": True, "params": float(np.exp(log_params)),
+            "val_loss": float(curvature * log_params ** 2 + slope * log_params + offset),
+            # loss = a (ln N)^2 + b ln N + c over the fitted sizes: what the figure draws
+            "parabola": [float(curvature), float(slope), float(offset)], "fitted_params": params[around].tolist()}
+
+
+def isoflop_profiles(config: Config, first_seed: dict[int, dict], runs: list[tuple[int, dict]]) -> dict:
+    """Each IsoFLOP profile (its centre from the sweep's first seed, the others from their own runs), the size and
+    characters where its parabola is lowest, and how that size grew with compute between the profiles."""
+    profiles = []
+    for centre in config.isoflop_widths:
+        points = sorted([first_seed[centre], *(run for width, run in runs if width == centre)], key=lambda run: run["non_embedding_params"])
+        compute = first_seed[centre]["flops"]
+        params = np.array([run["non_embedding_params"] for run in points], dtype=float)
+        minimum = profile_minimum(params, np.array([run["val_loss"] for run in points]))
+        if minimum["bracketed"]:
+            minimum["tokens"] = compute / (6 * minimum["params"])
+            minimum["tokens_per_param"] = minimum["tokens"] / minimum["params"]
+        # The same seed's sweep, read as Kaplan et al.'s frontier: its lowest checkpoint at or below this compute.
+        checkpoints = [point["val_loss"] for run in first_seed.values() for point in run["curve"] if point["flops"] <= compute * 1.0001]
+        profiles.append({
+            "centre_width": centre, "flops": compute, "minimum": minimum,
+            "best_run": min(points, key=lambda run: run["val_loss"])["width"],
+            "checkpoint_frontier_loss": min(checkpoints),
+            "points": [{key: run[key] for key in ("width", "non_embedding_params", "tokens", "steps", "flops", "val_loss")}
+                       | {"tokens_per_param": run["tokens"] / run["non_embedding_params"]} for run in points],
+        })
+    located = [profile for profile in profiles if profile["minimum"]["bracketed"]]
+    exponent = None
+    if len(located) >= 2:  # the slope of ln N_opt against ln C, through two or more profiles' minima
+        exponent = float(np.polyfit(np.log([p["flops"] for p in located]), np.log([p["minimum"]["params"] for p in located]), 1)[0])
+    return {"profiles": profiles, "seed": config.seed, "optimal_size_exponent": exponent, "located": len(located)}
+
+
 def combine(config: Config, results: list[Results], device_name: str = "auto") -> Results:
     """The sweep from its parts: each size's loss averaged over its seeds, the fit, and the n-gram baselines."""
     device = resolve_device(device_name)
     clock = Stopwatch()
     alphabet, train, validation = _corpus(config.validation_fraction)
+    plan = parts(config)
     by_size = {(size.layers, size.width, size.heads): [] for size in config.sizes}
-    for part in sorted(results, key=lambda part: part.metrics["model"]["seed"]):
+    for part in sorted((result for part, result in zip(plan, results) if not part.isoflop_widths),
+                       key=lambda part: part.metrics["model"]["seed"]):
         model = part.metrics["model"]
         by_size[model["layers"], model["width"], model["heads"]].append(part)
+    first_seed = {runs[0].metrics["model"]["width"]: runs[0].metrics["model"] for runs in by_size.values()}
+    isoflop_runs = [(part.isoflop_widths[0], result.metrics["model"]) for part, result in zip(plan, results) if part.isoflop_widths]
+    isoflop = isoflop_profiles(config, first_seed, isoflop_runs)
     records = [_mean_over_seeds([part.metrics["model"] for part in runs]) for runs in by_size.values()]
     # The samples and the attention map are those of the first seed's smallest and largest models.
     smallest, largest = by_size[next(iter(by_size))][0], by_size[next(reversed(by_size))][0]
@@ -333,7 +440,7 @@ def combine(config: Config, results: list[Results], device_name: str = "auto") -
 
     metrics = {
         "models": records,
-        "train_flops": sum(r["measured_train_flops"] for r in records),
+        "train_flops": sum(r["measured_train_flops"] for r in records + [run for _, run in isoflop_runs]),
         "fit": fit,
         "loss_decreases_with_size": bool(np.all(np.diff(losses) < 0)),
         "seeds_per_size": config.seeds_per_size,
@@ -355,6 +462,7 @@ def combine(config: Config, results: list[Results], device_name: str = "auto") -
                      f"{config.final_learning_rate_fraction:.0%} of the peak at the last step; peak "
                      f"{config.learning_rate:g} x sqrt({config.learning_rate_width} / width)"),
         "curve_points_end_their_schedule": False,
+        "isoflop": isoflop,
         "ngram_val_loss": ngram,
         "ngram_data": "counted on the first seed's training windows, scored on the transformers' evaluation characters",
         "ngram_smoothing": NGRAM_SMOOTHING,
@@ -362,7 +470,8 @@ def combine(config: Config, results: list[Results], device_name: str = "auto") -
         "evaluation_chars": evaluation_chars(config, len(validation)),
         "samples": {"smallest": smallest.metrics["sample"], "largest": largest.metrics["sample"]},
         "attention_text": ATTENTION_TEXT,
-        **provenance(config, config.seed, device, clock.seconds + sum(r["seconds"] for r in records)),
+        **provenance(config, config.seed, device,
+                     clock.seconds + sum(r["seconds"] for r in records + [run for _, run in isoflop_runs])),
     }
     return Results(metrics, {"attention": largest.arrays["attention"]})
 

@@ -16,7 +16,7 @@ from experiments.dcgan import frechet_distance
 from experiments.diffusion import cosine_schedule
 from experiments.gan import Config as RingConfig
 from experiments.scaling import Config as ScalingConfig
-from experiments.scaling import fit_power_law, ngram_loss, training_windows
+from experiments.scaling import fit_power_law, isoflop_parts, ngram_loss, non_embedding_params, profile_minimum, training_windows
 from experiments.vae import knn_accuracy, pca_projection, pixel_knn_accuracy
 from genreport.build import cache
 from genreport.build.config import apply_overrides, load
@@ -173,6 +173,35 @@ def test_a_floor_within_two_standard_errors_of_zero_is_not_identified() -> None:
     assert fit["free_floor"]["E"] < 2 * fit["free_floor"]["standard_error"]
     identified = fit_power_law(np.geomspace(1e3, 1e6, 7), 1.5 + 20 * np.geomspace(1e3, 1e6, 7) ** -0.4)
     assert identified["floor_identified"] and identified["free_floor"]["standard_error"] < 0.01
+
+
+def test_an_isoflop_profile_locates_its_minimum_only_when_sizes_on_both_sides_did_worse() -> None:
+    params = np.geomspace(3e3, 5e4, 5)
+    losses = 2.0 + 0.1 * (np.log(params) - np.log(1e4)) ** 2
+    minimum = profile_minimum(params, losses)
+    assert minimum["bracketed"] and minimum["params"] == pytest.approx(1e4, rel=1e-6) and minimum["val_loss"] == pytest.approx(2.0)
+    # Falling all the way: the best size lies beyond the largest tried, and no parabola is read into it.
+    assert not any(profile_minimum(params, 3.0 - 0.1 * np.log(params)).values())
+    # Only the best run and its neighbours shape the parabola: a steep far end does not drag the minimum.
+    steep = losses + np.array([0, 0, 0, 0, 0.5])
+    assert profile_minimum(params, steep)["params"] == pytest.approx(1e4, rel=1e-6)
+
+
+def test_isoflop_runs_spend_the_centre_runs_compute_on_their_neighbours() -> None:
+    from experiments.scaling import CharGPT
+
+    config = ScalingConfig()
+    assert all(CharGPT(65, size, config.context).non_embedding_params() == non_embedding_params(size) for size in config.sizes)
+    runs = isoflop_parts(config)
+    assert [run.isoflop_widths for run in runs] == [(16,)] * 4 + [(24,)] * 4
+    assert [run.sizes[0].width for run in runs] == [8, 12, 24, 32, 12, 16, 32, 48]
+    for run in runs:
+        centre = next(size for size in config.sizes if size.width == run.isoflop_widths[0])
+        compute = 6 * non_embedding_params(centre) * config.steps() * config.tokens_per_step
+        run_compute = 6 * non_embedding_params(run.sizes[0]) * run.train_tokens
+        # whole steps: within half a step's compute of the centre's
+        assert abs(run_compute - compute) <= 3 * non_embedding_params(run.sizes[0]) * config.tokens_per_step
+        assert run.train_tokens % config.tokens_per_step == 0
 
 
 def test_attention_weights_shown_in_the_figure_are_the_ones_the_model_uses() -> None:
