@@ -196,10 +196,13 @@ def scaling_loss_vs_compute(scaling: Result):
     colourbar.ax.tick_params(labelsize=7)
     colourbar.set_label("$N$", fontsize=8)
     curves_ax.set(xscale="log", yscale="log", xlabel=r"training compute $C \approx 6ND$ (FLOP)", ylabel="validation loss (nats/char)")
-    profile_ax.set(xscale="log", xlabel="non-embedding parameters $N$")
+    profile_ax.set(xscale="log", xlabel="non-embedding parameters $N$", ylabel="loss at the end of the run")
     for ax in (curves_ax, profile_ax):
         ax.yaxis.set_minor_formatter(plt.FormatStrFormatter("%.1f"))
     curves_ax.legend(frameon=False, fontsize=7, loc="upper right")
+    # Headroom above the highest run, for the legend to sit clear of the profiles' lines.
+    low, high = profile_ax.get_ylim()
+    profile_ax.set_ylim(low, high + 0.35 * (high - low))
     profile_ax.legend(frameon=False, fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig

@@ -74,6 +74,7 @@ class Config:
     warmup_fraction: float = 0.05  # of the steps, linear from zero
     final_learning_rate_fraction: float = 0.1  # where the cosine decay ends, at the last step
     eval_every_tokens: int = 100_000
+    extra_eval_steps: tuple[int, ...] = ()  # evaluated as well: the step counts of the IsoFLOP runs of the same width
     eval_tokens: int = 32_768
     validation_fraction: float = 0.05
     sample_chars: int = 240
@@ -220,7 +221,7 @@ def train_model(size: ModelSize, vocab: int, windows: torch.Tensor, validation: 
             loss.backward()
             optimizer.step()
             schedule.step()
-        if step % eval_every == 0 or step == steps:
+        if step % eval_every == 0 or step == steps or step in config.extra_eval_steps:
             model.eval()
             tokens_seen = step * tokens_per_step
             curve.append({"tokens": tokens_seen, "flops": 6.0 * n * tokens_seen, "val_loss": round(evaluate(model, validation, config, device), 4)})
@@ -313,10 +314,18 @@ def parts(config: Config) -> list[Config]:
     """One training run per size and seed of the sweep (marked by no IsoFLOP width), then the IsoFLOP profiles'
     runs, the costliest first: the stage gives each its own worker in the order given, and the longest parts
     started first finish soonest."""
+    isoflop = isoflop_parts(config)
+
+    def shorter_isoflop_runs(size: ModelSize) -> tuple[int, ...]:
+        """The steps at which the IsoFLOP runs of this size ended before the sweep's: its runs are evaluated there
+        too, so a finished short run can be set against the checkpoint of a longer one at the same step."""
+        return tuple(sorted({run.steps() for run in isoflop if run.sizes[0] == size and run.steps() < config.steps()}))
+
     # Only the first seed's models write the samples the report shows.
-    sweep = [replace(config, sizes=(size,), seed=config.seed + offset, isoflop_widths=(), sample_chars=0 if offset else config.sample_chars)
+    sweep = [replace(config, sizes=(size,), seed=config.seed + offset, isoflop_widths=(), sample_chars=0 if offset else config.sample_chars,
+                     extra_eval_steps=shorter_isoflop_runs(size))
              for size in config.sizes for offset in range(config.seeds_per_size)]
-    return sorted(sweep + isoflop_parts(config),
+    return sorted(sweep + isoflop,
                   key=lambda part: -part.steps() * (non_embedding_params(part.sizes[0]) + PER_CHARACTER_OVERHEAD_PARAMS))
 
 
@@ -381,32 +390,50 @@ def profile_minimum(params: np.ndarray, losses: np.ndarray) -> dict[str, float |
             "parabola": [float(curvature), float(slope), float(offset)], "fitted_params": params[around].tolist()}
 
 
+def _size_exponent(compute: list[float], params: list[float]) -> float:
+    """The slope of ln N against ln C: how a best size grows with compute."""
+    return float(np.polyfit(np.log(compute), np.log(params), 1)[0])
+
+
 def isoflop_profiles(config: Config, first_seed: dict[int, dict], runs: list[tuple[int, dict]]) -> dict:
     """Each IsoFLOP profile (its centre from the sweep's first seed, the others from their own runs), the size and
-    characters where its parabola is lowest, and how that size grew with compute between the profiles."""
+    characters where its parabola is lowest, and how the best size grew with compute between the profiles."""
     profiles = []
     for centre in config.isoflop_widths:
         points = sorted([first_seed[centre], *(run for width, run in runs if width == centre)], key=lambda run: run["non_embedding_params"])
         compute = first_seed[centre]["flops"]
         params = np.array([run["non_embedding_params"] for run in points], dtype=float)
-        minimum = profile_minimum(params, np.array([run["val_loss"] for run in points]))
+        losses = np.array([run["val_loss"] for run in points])
+        minimum = profile_minimum(params, losses)
         if minimum["bracketed"]:
             minimum["tokens"] = compute / (6 * minimum["params"])
             minimum["tokens_per_param"] = minimum["tokens"] / minimum["params"]
-        # The same seed's sweep, read as Kaplan et al.'s frontier: its lowest checkpoint at or below this compute.
-        checkpoints = [point["val_loss"] for run in first_seed.values() for point in run["curve"] if point["flops"] <= compute * 1.0001]
+            # The same parabola through every run of the profile, to show how much the choice of runs moves it.
+            curvature, slope, _ = np.polyfit(np.log(params), losses, 2)
+            minimum["all_runs_params"] = float(np.exp(-slope / (2 * curvature))) if curvature > 0 else None
+
+        def checkpoint(run: dict) -> float | None:
+            """The loss of the same size's sweep run (same seed) at the step this shorter run ended on."""
+            at_step = [point["val_loss"] for point in first_seed[run["width"]]["curve"] if point["tokens"] == run["tokens"]]
+            return at_step[0] if at_step and run["steps"] < first_seed[run["width"]]["steps"] else None
+
         profiles.append({
             "centre_width": centre, "flops": compute, "minimum": minimum,
-            "best_run": min(points, key=lambda run: run["val_loss"])["width"],
-            "checkpoint_frontier_loss": min(checkpoints),
-            "points": [{key: run[key] for key in ("width", "non_embedding_params", "tokens", "steps", "flops", "val_loss")}
-                       | {"tokens_per_param": run["tokens"] / run["non_embedding_params"]} for run in points],
+            "best_run": points[int(np.argmin(losses))]["width"],
+            "points": [{key: run[key] for key in ("layers", "width", "non_embedding_params", "tokens", "steps", "flops", "val_loss")}
+                       | {"tokens_per_param": run["tokens"] / run["non_embedding_params"], "sweep_checkpoint_loss": checkpoint(run)}
+                       for run in points],
         })
     located = [profile for profile in profiles if profile["minimum"]["bracketed"]]
-    exponent = None
-    if len(located) >= 2:  # the slope of ln N_opt against ln C, through two or more profiles' minima
-        exponent = float(np.polyfit(np.log([p["flops"] for p in located]), np.log([p["minimum"]["params"] for p in located]), 1)[0])
-    return {"profiles": profiles, "seed": config.seed, "optimal_size_exponent": exponent, "located": len(located)}
+    exponents = {}
+    if len(located) >= 2:  # through two or more profiles' minima
+        compute = [profile["flops"] for profile in located]
+        exponents = {"parabola": _size_exponent(compute, [profile["minimum"]["params"] for profile in located]),
+                     "best_runs": _size_exponent(compute, [next(point["non_embedding_params"] for point in profile["points"]
+                                                                if point["width"] == profile["best_run"]) for profile in located])}
+        if all(profile["minimum"]["all_runs_params"] for profile in located):
+            exponents["all_runs_parabola"] = _size_exponent(compute, [profile["minimum"]["all_runs_params"] for profile in located])
+    return {"profiles": profiles, "seed": config.seed, "optimal_size_exponents": exponents, "located": len(located)}
 
 
 def combine(config: Config, results: list[Results], device_name: str = "auto") -> Results:

@@ -202,6 +202,12 @@ def test_isoflop_runs_spend_the_centre_runs_compute_on_their_neighbours() -> Non
         # whole steps: within half a step's compute of the centre's
         assert abs(run_compute - compute) <= 3 * non_embedding_params(run.sizes[0]) * config.tokens_per_step
         assert run.train_tokens % config.tokens_per_step == 0
+    # The sweep's runs are also evaluated where a shorter IsoFLOP run of their size ended, for both seeds alike.
+    from experiments.scaling import parts
+
+    sweep = [part for part in parts(config) if not part.isoflop_widths]
+    assert {part.extra_eval_steps for part in sweep if part.sizes[0].width == 32} == {(252, 555)}
+    assert all(part.extra_eval_steps == () for part in sweep if part.sizes[0].width in (8, 12, 16, 64, 96))
 
 
 def test_attention_weights_shown_in_the_figure_are_the_ones_the_model_uses() -> None:

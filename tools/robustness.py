@@ -63,7 +63,8 @@ BARS = {
     "dcgan": [Bar("class entropy", 2.2)],
     "vae": [Bar("5-NN accuracy of latent means", 0.80)],
     "scaling": [Bar("loss falls with every size step", 1), Bar("R^2 of the fit", 0.98), Bar("largest model's loss", maximum=1.95),
-                Bar("largest model's loss minus the trigram's (same data)", maximum=0)],
+                Bar("largest model's loss minus the trigram's (same data)", maximum=0),
+                Bar("every IsoFLOP profile's best run has a worse size on either side", 1)],
     "diffusion": [Bar("ring modes captured", 8), Bar("ring high-quality fraction", 0.80)],
 }
 
@@ -82,7 +83,9 @@ def measurements(name: str, metrics: dict) -> dict[str, list[float]]:
         largest = metrics["models"][-1]["val_loss"]
         return {"loss falls with every size step": [float(metrics["loss_decreases_with_size"])],
                 "R^2 of the fit": [metrics["fit"]["r2"]], "largest model's loss": [largest],
-                "largest model's loss minus the trigram's (same data)": [round(largest - metrics["ngram_val_loss"]["3"], 4)]}
+                "largest model's loss minus the trigram's (same data)": [round(largest - metrics["ngram_val_loss"]["3"], 4)],
+                "every IsoFLOP profile's best run has a worse size on either side":
+                    [float(all(profile["minimum"]["bracketed"] for profile in metrics["isoflop"]["profiles"]))]}
     return {"ring modes captured": [metrics["ring"]["modes_captured"]], "ring high-quality fraction": [metrics["ring"]["high_quality_fraction"]]}
 
 
