@@ -83,6 +83,10 @@ class Config:
     # compute the loss was lowest at width 12, at width 24's at width 16, the larger sizes ever worse (widths 32, 48
     # and 64 trained on 115k-255k characters: 2.42-2.53 nats/char), so two places either side bracket the minimum.
     # The profiles cost about 145 CPU-s, most of it the small models' long runs; one seed, the sweep's first.
+    # Their runs keep the sweep's learning rates, tuned on 976-step runs, and neither end of a profile is at its best
+    # with them (seed 0; loss at 1x / other multipliers of the peak): width 48 in 249 steps 2.416 / 2.407 at 1.5x,
+    # 2.381 at 2x (2.395 at 1x with a 20% warm-up); width 32 in 252 steps 2.449 / 2.439 at 1.5x, 2.424 at 2x; width 8
+    # in 3,671 steps 2.256 / 2.229 at 1.4x, 2.283 at 0.5x; width 12 in 3,742 steps 2.068 / 2.092 at 0.7x, 2.107 at 0.5x.
     isoflop_widths: tuple[int, ...] = (16, 24)
     isoflop_reach: int = 2
     seed: int = 0
