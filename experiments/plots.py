@@ -7,6 +7,8 @@ given in inches of the LaTeX text block so that nothing is rescaled when include
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from genreport.plotkit import TEXT_WIDTH_IN, Result, figure, pyplot
@@ -170,8 +172,7 @@ def scaling_loss_vs_compute(scaling: Result):
             best = loss
             frontier.append((flops, loss))
     curves_ax.plot(*zip(*frontier), color="black", linestyle="--", linewidth=1, label="frontier of the checkpoints")
-    markers = "os^Dv"
-    for profile, marker in zip(profiles, markers):
+    for profile, marker in zip(profiles, itertools.cycle("os^Dv")):  # a marker per profile, however many
         runs = profile["points"]
         mantissa, exponent = f"{profile['flops']:.1e}".split("e+")
         label = rf"$C = {mantissa}\times10^{{{int(exponent)}}}$ FLOP"

@@ -104,12 +104,6 @@ class Config:
         return self.train_tokens // self.tokens_per_step
 
 
-def non_embedding_params(size: ModelSize) -> int:
-    """N of a CharGPT of this size without building it: per block, two layer norms (4w), the attention's
-    projections (4w^2 + 4w) and the MLP (8w^2 + 5w)."""
-    return size.layers * (12 * size.width ** 2 + 13 * size.width)
-
-
 class Block(nn.Module):
     def __init__(self, width: int, heads: int) -> None:
         super().__init__()
@@ -175,6 +169,13 @@ class CharGPT(nn.Module):
             probabilities = logits.softmax(-1).cpu()
             tokens = torch.cat([tokens, torch.multinomial(probabilities, 1, generator=generator).to(tokens.device)], dim=1)
         return tokens
+
+
+def non_embedding_params(size: ModelSize) -> int:
+    """N of a CharGPT of this size, counted on one built on the meta device: no memory, no draw from the seeded
+    generators (the vocabulary and context do not enter N)."""
+    with torch.device("meta"):
+        return CharGPT(1, size, 1).non_embedding_params()
 
 
 def training_windows(train: torch.Tensor, config: Config) -> torch.Tensor:
@@ -372,6 +373,13 @@ def _mean_over_seeds(runs: list[dict]) -> dict:
             "measured_train_flops": sum(run["measured_train_flops"] for run in runs)}
 
 
+def _parabola_minimum(params: np.ndarray, losses: np.ndarray) -> tuple[float, float, list[float]]:
+    """The size and loss where loss = a (ln N)^2 + b ln N + c, fitted to the runs, is lowest, and (a, b, c)."""
+    curvature, slope, offset = np.polyfit(np.log(params), losses, 2)
+    log_params = -slope / (2 * curvature)
+    return float(np.exp(log_params)), float(curvature * log_params ** 2 + slope * log_params + offset), [float(curvature), float(slope), float(offset)]
+
+
 def profile_minimum(params: np.ndarray, losses: np.ndarray) -> dict[str, float | bool | None]:
     """Where an IsoFLOP profile is lowest: the minimum of the parabola in ln N through its best run and the two
     sizes beside it (Hoffmann et al.'s Approach 2 fits a parabola to each profile).
@@ -386,12 +394,9 @@ def profile_minimum(params: np.ndarray, losses: np.ndarray) -> dict[str, float |
     if not 0 < best < len(losses) - 1:
         return {"bracketed": False, "params": None, "val_loss": None, "parabola": None, "fitted_params": None}
     around = slice(best - 1, best + 2)
-    curvature, slope, offset = np.polyfit(np.log(params[around]), losses[around], 2)
-    log_params = -slope / (2 * curvature)
-    return {"bracketed": True, "params": float(np.exp(log_params)),
-            "val_loss": float(curvature * log_params ** 2 + slope * log_params + offset),
-            # loss = a (ln N)^2 + b ln N + c over the fitted sizes: what the figure draws
-            "parabola": [float(curvature), float(slope), float(offset)], "fitted_params": params[around].tolist()}
+    size, loss, parabola = _parabola_minimum(params[around], losses[around])
+    # the parabola over the fitted sizes is what the figure draws
+    return {"bracketed": True, "params": size, "val_loss": loss, "parabola": parabola, "fitted_params": params[around].tolist()}
 
 
 def _size_exponent(compute: list[float], params: list[float]) -> float:
@@ -413,8 +418,8 @@ def isoflop_profiles(config: Config, first_seed: dict[int, dict], runs: list[tup
             minimum["tokens"] = compute / (6 * minimum["params"])
             minimum["tokens_per_param"] = minimum["tokens"] / minimum["params"]
             # The same parabola through every run of the profile, to show how much the choice of runs moves it.
-            curvature, slope, _ = np.polyfit(np.log(params), losses, 2)
-            minimum["all_runs_params"] = float(np.exp(-slope / (2 * curvature))) if curvature > 0 else None
+            size, _, (curvature, _, _) = _parabola_minimum(params, losses)
+            minimum["all_runs_params"] = size if curvature > 0 else None
 
         def checkpoint(run: dict) -> float | None:
             """The loss of the same size's sweep run (same seed) at the step this shorter run ended on."""
@@ -429,6 +434,12 @@ def isoflop_profiles(config: Config, first_seed: dict[int, dict], runs: list[tup
                        for run in points],
         })
     located = [profile for profile in profiles if profile["minimum"]["bracketed"]]
+    # How close the runs beside each located minimum came to its best run (the smallest such difference), and how
+    # far above the same size's sweep checkpoint at the same step each shorter run finished.
+    neighbour_gaps = [point["val_loss"] - best["val_loss"] for profile in located
+                      for best in [next(point for point in profile["points"] if point["width"] == profile["best_run"])]
+                      for point in profile["points"]
+                      if point is not best and point["non_embedding_params"] in profile["minimum"]["fitted_params"]]
     exponents = {}
     if len(located) >= 2:  # through two or more profiles' minima
         compute = [profile["flops"] for profile in located]
@@ -437,7 +448,11 @@ def isoflop_profiles(config: Config, first_seed: dict[int, dict], runs: list[tup
                                                                 if point["width"] == profile["best_run"]) for profile in located])}
         if all(profile["minimum"]["all_runs_params"] for profile in located):
             exponents["all_runs_parabola"] = _size_exponent(compute, [profile["minimum"]["all_runs_params"] for profile in located])
-    return {"profiles": profiles, "seed": config.seed, "optimal_size_exponents": exponents, "located": len(located)}
+    return {"profiles": profiles, "seed": config.seed, "optimal_size_exponents": exponents, "located": len(located),
+            "closest_neighbour_gap": round(min(neighbour_gaps), 4) if neighbour_gaps else None,
+            "shorter_runs_above_checkpoint": [round(point["val_loss"] - point["sweep_checkpoint_loss"], 4) for profile in profiles
+                                              for point in profile["points"] if point["sweep_checkpoint_loss"] is not None],
+            "larger_size_did_worse": any(profile["best_run"] != profile["points"][-1]["width"] for profile in profiles)}
 
 
 def combine(config: Config, results: list[Results], device_name: str = "auto") -> Results:

@@ -36,15 +36,15 @@ def two_located_isoflop_profiles(scaling: dict) -> None:
     (profile,) = scaling["isoflop"]["profiles"]
     points = profile["points"]
     params = [point["non_embedding_params"] for point in points]
-    for point, loss, checkpoint in zip(points, (2.9, 2.7, 2.8), (None, None, 2.75)):
-        point.update(val_loss=loss, sweep_checkpoint_loss=checkpoint)
+    for point, loss in zip(points, (2.9, 2.7, 2.8)):
+        point["val_loss"] = loss
     profile.update(best_run=points[1]["width"], minimum={
         "bracketed": True, "params": params[1] * 1.1, "val_loss": 2.69, "parabola": [0.1, -2.0, 12.0], "fitted_params": params,
         "tokens": profile["flops"] / (6 * params[1] * 1.1), "tokens_per_param": 50.0, "all_runs_params": params[1] * 1.1})
     larger = json.loads(json.dumps(profile))
     larger["flops"] *= 2
-    larger["points"][2]["sweep_checkpoint_loss"] = 2.77
-    scaling["isoflop"].update(profiles=[profile, larger], located=2,
+    scaling["isoflop"].update(profiles=[profile, larger], located=2, closest_neighbour_gap=0.1, larger_size_did_worse=True,
+                              shorter_runs_above_checkpoint=[0.05, 0.03],
                               optimal_size_exponents={"parabola": 0.43, "best_runs": 0.7, "all_runs_parabola": 0.2})
 
 
