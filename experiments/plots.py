@@ -56,21 +56,25 @@ def gan_ring(gan: Result):
 @figure("gan_mnist_samples.png")
 def gan_mnist_samples(dcgan: Result):
     plt = pyplot()
-    # The first samples in stored order, unfiltered: choosing by the classifier's confidence would flatter the GAN.
-    rows, columns = 3, 8
-    shown = rows * columns
-    images = dcgan.arrays["samples"][:shown]
-    labels, confidence = dcgan.arrays["sample_labels"][:shown], dcgan.arrays["sample_confidence"][:shown]
-    tile = 0.62  # inches per digit: about 16 mm in print, each of the 28 pixels about 0.6 mm
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * (tile + 0.1), rows * (tile + 0.3)), squeeze=False)
-    for ax, image, label, probability in zip(axes.flat, images, labels, confidence):
+    # Every stored sample, unfiltered (choosing by the classifier's confidence would flatter the GAN); they ask
+    # for the digits in turn, so each column holds one digit.
+    asked = dcgan.arrays["sample_asked"]
+    columns = len(np.unique(asked))
+    rows = len(asked) // columns
+    images, labels, confidence = (dcgan.arrays[key][: rows * columns] for key in ("samples", "sample_labels", "sample_confidence"))
+    tile = 0.48  # inches per digit: about 12 mm in print, each of the 28 pixels about 0.4 mm
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * (tile + 0.1), rows * (tile + 0.25) + 0.2), squeeze=False)
+    for ax, image, wanted, label, probability in zip(axes.flat, images, asked, labels, confidence):
         ax.imshow(image, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
         for spine in ax.spines.values():  # a light frame shows each sample's extent without competing with it
             spine.set(color="0.75", linewidth=0.5)
-        ax.set_xlabel(f"{label} ({100 * probability:.0f}%)", fontsize=8, labelpad=2)
-    fig.subplots_adjust(left=0.01, right=0.99, top=0.99, bottom=0.1, wspace=0.15, hspace=0.35)
+        # Red where the classifier reads another digit than the one asked for.
+        ax.set_xlabel(f"{label} ({100 * probability:.0f}%)", fontsize=8, labelpad=2, color="black" if label == wanted else "#c0392b")
+    for ax, wanted in zip(axes[0], asked):
+        ax.set_title(f"asked: {wanted}", fontsize=8, pad=3)
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.9, bottom=0.1, wspace=0.15, hspace=0.35)
     return fig
 
 

@@ -61,7 +61,7 @@ def test_results_have_the_keys_other_stages_rely_on(fast_project: Path) -> None:
                for name in ("gan", "dcgan", "vae", "scaling", "diffusion")}
     for key in ("modes_captured", "modes_total", "high_quality_fraction"):
         assert key in results["gan"]["ring"] and key in results["diffusion"]["ring"]
-    for key in ("fd", "fd_real_floor", "class_entropy", "mean_confidence"):
+    for key in ("fd", "fd_real_floor", "class_entropy", "mean_confidence", "asked_digit_read"):
         assert key in results["dcgan"]
     assert {"test_neg_elbo", "latent_knn_accuracy"} <= set(results["vae"])
     for model in results["scaling"]["models"]:

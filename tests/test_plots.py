@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from matplotlib.colors import to_hex
 
 from experiments import plots
 from genreport.plotkit import TEXT_WIDTH_IN, Result
@@ -75,19 +76,26 @@ def test_scaling_legend_sits_beside_the_data_not_on_it() -> None:
     assert figure.get_size_inches()[0] <= TEXT_WIDTH_IN
 
 
-def test_gan_samples_are_the_first_ones_unselected_with_the_classifier_label() -> None:
+def test_gan_samples_are_all_shown_unselected_by_asked_digit_with_the_classifier_label() -> None:
     rng = np.random.default_rng(0)
-    samples = rng.uniform(size=(64, 28, 28)).astype(np.float32)
-    labels = rng.integers(0, 10, size=64).astype(np.int64)
-    confidence = rng.uniform(0.1, 0.9, size=64).astype(np.float32)
-    confidence[40:] = 0.99  # the most confident samples come later: a picker by confidence would show those
-    figure = plots.gan_mnist_samples(Result({}, {"samples": samples, "sample_labels": labels, "sample_confidence": confidence}))
+    asked = np.arange(30) % 10
+    samples = rng.uniform(size=(30, 28, 28)).astype(np.float32)
+    labels = asked.copy()
+    labels[[3, 17]] = [8, 2]  # two samples the classifier reads as another digit
+    confidence = rng.uniform(0.1, 0.9, size=30).astype(np.float32)
+    confidence[20:] = 0.99  # the most confident samples come last: a picker by confidence would show those
+    figure = plots.gan_mnist_samples(Result({}, {"samples": samples, "sample_asked": asked, "sample_labels": labels,
+                                                  "sample_confidence": confidence}))
     panels = figure.axes
-    assert len(panels) == 24
+    assert len(panels) == 30
     for index, panel in enumerate(panels):
         assert np.array_equal(np.asarray(panel.get_images()[0].get_array()), samples[index])
         assert panel.xaxis.label.get_text() == f"{labels[index]} ({100 * confidence[index]:.0f}%)"
         assert panel.xaxis.label.get_fontsize() >= 7
+        misread = to_hex(panel.xaxis.label.get_color()) != "#000000"
+        assert misread == (index in (3, 17))
+    assert [panel.get_title() for panel in panels[:10]] == [f"asked: {digit}" for digit in range(10)]
+    assert all(panel.get_title() == "" for panel in panels[10:])
     assert figure.get_size_inches()[0] <= TEXT_WIDTH_IN
 
 

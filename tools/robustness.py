@@ -60,7 +60,7 @@ class Bar:
 # The bars of the README's experiment table.
 BARS = {
     "gan": [Bar("ring modes captured", 8), Bar("ring high-quality fraction", 0.96)],
-    "dcgan": [Bar("class entropy", 2.2)],
+    "dcgan": [Bar("class entropy", 2.2), Bar("Frechet distance over the real floor", maximum=3)],
     "vae": [Bar("5-NN accuracy of latent means", 0.80)],
     "scaling": [Bar("loss falls with every size step", 1), Bar("R^2 of the fit", 0.98), Bar("largest model's loss", maximum=1.95),
                 Bar("largest model's loss minus the trigram's (same data)", maximum=0),
@@ -76,7 +76,8 @@ def measurements(name: str, metrics: dict) -> dict[str, list[float]]:
         return {"ring modes captured": [s["modes_captured"] for s in seeds],
                 "ring high-quality fraction": [s["high_quality_fraction"] for s in seeds]}
     if name == "dcgan":
-        return {"class entropy": [metrics["class_entropy"]]}
+        return {"class entropy": [metrics["class_entropy"]],
+                "Frechet distance over the real floor": [round(metrics["fd"] / metrics["fd_real_floor"], 3)]}
     if name == "vae":
         return {"5-NN accuracy of latent means": [metrics["latent_knn_accuracy"]]}
     if name == "scaling":
