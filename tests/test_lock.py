@@ -112,8 +112,10 @@ def test_cpu_workers_are_pinned_to_avx2_kernels_on_x86_with_avx2(monkeypatch: py
     assert {pinned["MKL_CBWR"], pinned["ATEN_CPU_CAPABILITY"], pinned["ONEDNN_MAX_CPU_ISA"], pinned["OPENBLAS_CORETYPE"]} == {"AVX2", "avx2", "Haswell"}
     assert "X86_V4" in pinned["NPY_DISABLE_CPU_FEATURES"]
     portable = experiments.numerics("cpu", "portable")
+    # MKL's vendor-independent branch, and the matrix products by OpenBLAS on one thread (genreport/experiments/blas.py)
+    added = {"GENREPORT_MATMUL": "openblas", "OPENBLAS_NUM_THREADS": "1"}
     assert portable["MKL_CBWR"] == "COMPATIBLE" and {k: v for k, v in portable.items() if k != "MKL_CBWR"} == {
-        k: v for k, v in pinned.items() if k != "MKL_CBWR"}
+        **{k: v for k, v in pinned.items() if k != "MKL_CBWR"}, **added}
     assert experiments.numerics("cuda") == {} and experiments.numerics("cuda", "portable") == {}
     monkeypatch.setattr(experiments, "_has_avx2", lambda: False)
     assert experiments.numerics("cpu") == {}

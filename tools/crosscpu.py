@@ -44,7 +44,11 @@ def probe() -> dict[str, str]:
     import torch
     import torch.nn.functional as F
 
+    from genreport.experiments.blas import MATMUL_VARIABLE, route_matmuls_to_openblas
+
     torch.set_num_threads(TORCH_THREADS)
+    if os.environ.get(MATMUL_VARIABLE) == "openblas":  # numerics = "portable", as configure_torch does in the experiments
+        route_matmuls_to_openblas()
     generator = torch.Generator().manual_seed(0)
     a, b = torch.randn(257, 300, generator=generator), torch.randn(300, 129, generator=generator)
     images, kernels = torch.randn(64, 1, 28, 28, generator=generator), torch.randn(16, 1, 5, 5, generator=generator)
@@ -80,6 +84,8 @@ def probe() -> dict[str, str]:
         "cosh": torch.cosh(v), "silu": F.silu(v), "logspace": torch.logspace(0, 3, 1000), "vector_norm": torch.linalg.vector_norm(a, dim=1),
         "grid_sample, bilinear": F.grid_sample(images, F.affine_grid(torch.eye(2, 3).expand(64, 2, 3) * 0.9, [64, 1, 28, 28], align_corners=True), align_corners=True),
         "scaled_dot_product_attention": F.scaled_dot_product_attention(*(a.view(1, 257, 4, 75).transpose(1, 2),) * 3, is_causal=True),
+        "bmm": torch.bmm(a[:256].reshape(4, 64, 300), b.expand(4, 300, 129)),
+        "baddbmm": torch.baddbmm(b[:1, :].expand(4, 1, 129), a[:256].reshape(4, 64, 300), b.expand(4, 300, 129)),
     }
     digests = {name: hashlib.sha256(np.ascontiguousarray(t.numpy()).tobytes()).hexdigest()[:12] for name, t in results.items()}
     digests["ATen capability"] = torch.backends.cpu.get_cpu_capability()

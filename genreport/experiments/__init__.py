@@ -74,8 +74,10 @@ PINNED_NUMERICS = {
     "OPENBLAS_CORETYPE": "Haswell", "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
 }
 # MKL's branch without vector extensions is the one it computed alike on emulated Intel and AMD processors
-# (make crosscpu); the experiment stage takes 1.8 times as long with it, so it is an option, not the default.
-PORTABLE_NUMERICS = {**PINNED_NUMERICS, "MKL_CBWR": "COMPATIBLE"}
+# (make crosscpu), but its matrix products are three times slower than its AVX2 branch's: under "portable" the
+# matrix products go to numpy's OpenBLAS instead (genreport/experiments/blas.py), and MKL is left the vector
+# functions (exp, log, erf), which cost little.
+PORTABLE_NUMERICS = {**PINNED_NUMERICS, "MKL_CBWR": "COMPATIBLE", "GENREPORT_MATMUL": "openblas", "OPENBLAS_NUM_THREADS": "1"}
 # ATen operations whose CPU kernels hand the work to MKL's vector functions and gave other bits on an
 # emulated processor than on this one whatever MKL_CBWR said (make crosscpu): whether real Intel and AMD
 # processors agree on them, emulation cannot tell, so the experiments do without them (square roots by

@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from genreport.errors import BuildError
+from genreport.experiments.blas import MATMUL_VARIABLE, route_matmuls_to_openblas
 
 PROGRESS_ROW_VARIABLE = "GENREPORT_PROGRESS_ROW"
 
@@ -69,6 +70,8 @@ def configure_torch(device: torch.device) -> None:
     # way: docs/profile-2026-12-05.md), and the fills cost 2-5% of the run time.
     torch.utils.deterministic.fill_uninitialized_memory = False
     torch.backends.cudnn.benchmark = device.type == "cuda"
+    if device.type == "cpu" and os.environ.get(MATMUL_VARIABLE) == "openblas":  # numerics = "portable"
+        route_matmuls_to_openblas()
 
 
 def provenance(config: Any, seed: int, device: torch.device, seconds: float) -> dict[str, Any]:
