@@ -14,6 +14,7 @@ on `COMPATIBLE`, so every operation computes alike on both vendors; the replacem
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -61,8 +62,14 @@ def _attention_weights(query: torch.Tensor, key: torch.Tensor, is_causal: bool, 
     is one of MKL's vector functions, slow on the `COMPATIBLE` branch; the scale is applied to the smaller q."""
     scores = _product(query * scale, key.mT)
     if is_causal:
-        scores.masked_fill_(torch.ones(query.shape[-2], key.shape[-2], dtype=torch.bool).triu(1), float("-inf"))
+        scores.add_(_causal_bias(query.shape[-2], key.shape[-2]))
     return scores, scores.softmax(-1)
+
+
+@functools.cache
+def _causal_bias(queries: int, keys: int) -> torch.Tensor:
+    """0 where a query may attend to a key, -inf after it: added to the scores (a broadcast masked_fill_ took twice as long)."""
+    return torch.full((queries, keys), float("-inf")).triu(1)
 
 
 def flash_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, dropout_p: float = 0.0,
