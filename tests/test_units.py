@@ -52,13 +52,15 @@ def test_config_missing_value(tmp_path: Path) -> None:
 
 
 def test_numerics_setting_is_read_and_checked(tmp_path: Path) -> None:
-    text = (ROOT / "report.toml").read_text().replace('numerics = "fast"', 'numerics = "portable"')
+    text = (ROOT / "report.toml").read_text().replace('numerics = "portable"', 'numerics = "fast"')
     (tmp_path / "report.toml").write_text(text)
-    assert load(tmp_path / "report.toml").numerics == "portable"
-    (tmp_path / "report.toml").write_text(text.replace('"portable"', '"exact"'))
+    assert load(tmp_path / "report.toml").numerics == "fast"
+    (tmp_path / "report.toml").write_text(text.replace('numerics = "fast"', ''))
+    assert load(tmp_path / "report.toml").numerics == "portable"  # the default
+    (tmp_path / "report.toml").write_text(text.replace('numerics = "fast"', 'numerics = "exact"'))
     with pytest.raises(BuildError, match="numerics") as error:
         load(tmp_path / "report.toml")
-    assert error.value.line == text.splitlines().index('numerics = "portable"') + 1
+    assert error.value.line == text.splitlines().index('numerics = "fast"') + 1
 
 
 def test_overrides_are_type_checked() -> None:

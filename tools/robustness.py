@@ -39,8 +39,8 @@ KERNEL_PATHS: dict[str, dict[str, str]] = {
     "ATEN=avx512": {"ATEN_CPU_CAPABILITY": "avx512"},
     "MKL=AVX2": {"MKL_CBWR": "AVX2"},
     "MKL=COMPATIBLE": {"MKL_CBWR": "COMPATIBLE"},
-    "fast (numerics = \"fast\", the default)": PINNED_NUMERICS,
-    "portable (numerics = \"portable\")": PORTABLE_NUMERICS,
+    "fast (numerics = \"fast\")": PINNED_NUMERICS,
+    "portable (numerics = \"portable\", the default)": PORTABLE_NUMERICS,
 }
 
 

@@ -21,9 +21,9 @@ PROFILES = ("default", "fast")
 TABLES = {"report": None, "assignment": {"exercises", "min_references", "pages"}, "build": {"seed", "numerics"}, "profile": None}
 MIN_REFERENCES = 15  # the checklist's defaults when [assignment] does not say
 PAGES = (10, 30)
-# How the experiments' CPU kernels are pinned (genreport.experiments.numerics): "fast" gives the same bits
-# on machines of the author's vendor; "portable" on Intel and AMD alike as far as emulation shows, at 1.8
-# times the experiments' run time (README, Same numbers on every machine).
+# How the experiments' CPU kernels are pinned (genreport.experiments.numerics): "portable" (the default) gives
+# the same bits on Intel and AMD machines with AVX2 as far as emulation shows, its matrix products by OpenBLAS;
+# "fast" only on machines of the author's vendor, for about an eighth less run time (docs/numerics.md).
 NUMERICS = ("fast", "portable")
 
 
@@ -49,7 +49,7 @@ class ReportConfig:
     seed: int
     profiles: dict[str, dict[str, dict[str, Any]]]  # profile -> experiment -> overrides
     source: Path
-    numerics: str = "fast"  # one of NUMERICS
+    numerics: str = "portable"  # one of NUMERICS
     exercises: tuple[Exercise, ...] = ()
     min_references: int = MIN_REFERENCES
     pages: tuple[int, int] = PAGES  # the fewest and most pages the checklist accepts
@@ -142,10 +142,10 @@ def load(path: Path) -> ReportConfig:
     seed = data.get("build", {}).get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise BuildError(f"`seed` must be an integer, not {seed!r}", path=path, line=_line_of(text, "seed"))
-    numerics = data.get("build", {}).get("numerics", "fast")
+    numerics = data.get("build", {}).get("numerics", "portable")
     if numerics not in NUMERICS:
         raise BuildError(f"`numerics` must be one of {', '.join(map(repr, NUMERICS))}, not {numerics!r}", path=path,
-                         line=_line_of(text, "numerics"), hint="\"fast\" is the default; see README, Same numbers on every machine")
+                         line=_line_of(text, "numerics"), hint="\"portable\" is the default; see docs/numerics.md")
     profiles = data.get("profile", {})
     unknown = set(profiles) - set(PROFILES)
     if unknown:
