@@ -204,5 +204,5 @@ def _other_processor(records: dict[str, Any], current: dict[str, dict[str, Any]]
     line = f"  recorded on {then.get('model')} ({vendors[0]}), rebuilt on {now.get('model')} ({vendors[1]})"
     if any(r["key_inputs"].get("numerics", {}).get("MKL_CBWR") == "AVX2" for r in current.values()):
         line += (': with numerics = "fast" MKL computes differently on the two vendors\' processors; for the same bits on both,'
-                 ' the author sets numerics = "portable" in report.toml and records the lock again (README, Same numbers on every machine)')
+                 ' the author sets numerics = "portable" in report.toml and records the lock again (docs/numerics.md)')
     return [line]
