@@ -33,6 +33,7 @@ from genreport.experiments.common import (
     ema_update,
     progress,
     provenance,
+    r1_penalty,
     resolve_device,
     seed_everything,
 )
@@ -186,8 +187,7 @@ def run(config: Config, device_name: str = "auto") -> Results:
             real_scores = disc(real, real_digits)
             loss_d = F.softplus(-real_scores).mean() + F.softplus(disc(fake.detach(), fake_digits)).mean()
             if regularise:
-                (grad,) = torch.autograd.grad(real_scores.sum(), real, create_graph=True)
-                loss_d = loss_d + config.r1_gamma * config.r1_every / 2 * grad.pow(2).flatten(1).sum(1).mean()
+                loss_d = loss_d + r1_penalty(real_scores, real, config.r1_gamma, config.r1_every)
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()

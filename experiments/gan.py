@@ -25,6 +25,7 @@ from genreport.experiments.common import (
     ema_update,
     progress,
     provenance,
+    r1_penalty,
     resolve_device,
     seed_everything,
 )
@@ -122,8 +123,7 @@ def train_ring_gans(cfg: Config, device: torch.device) -> tuple[list[dict], np.n
             real_scores, fake_scores = disc(real), disc(fake.detach())
             loss_d = (F.softplus(-real_scores).mean(1) + F.softplus(fake_scores).mean(1)).sum()
             if regularise:
-                (grad,) = torch.autograd.grad(real_scores.sum(), real, create_graph=True)
-                loss_d = loss_d + cfg.r1_gamma * cfg.r1_every / 2 * grad.pow(2).sum(2).mean(1).sum()
+                loss_d = loss_d + r1_penalty(real_scores, real, cfg.r1_gamma, cfg.r1_every, sample_dims=2)
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()

@@ -44,11 +44,10 @@ def probe() -> dict[str, str]:
     import torch
     import torch.nn.functional as F
 
-    from genreport.experiments.blas import MATMUL_VARIABLE, route_matmuls_to_openblas
+    from genreport.experiments.blas import route_matmuls_if_portable
 
     torch.set_num_threads(TORCH_THREADS)
-    if os.environ.get(MATMUL_VARIABLE) == "openblas":  # numerics = "portable", as configure_torch does in the experiments
-        route_matmuls_to_openblas()
+    route_matmuls_if_portable()  # as configure_torch does in the experiments
     generator = torch.Generator().manual_seed(0)
     a, b = torch.randn(257, 300, generator=generator), torch.randn(300, 129, generator=generator)
     images, kernels = torch.randn(64, 1, 28, 28, generator=generator), torch.randn(16, 1, 5, 5, generator=generator)

@@ -15,6 +15,7 @@ on `COMPATIBLE`, so every operation computes alike on both vendors; the replacem
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 
 import numpy as np
@@ -26,34 +27,17 @@ MATMUL_VARIABLE = "GENREPORT_MATMUL"
 
 
 def _product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    # Below autograd (it records the product itself), the tensors still carry requires_grad.
+    """mm and bmm. Below autograd (it records the product itself), the tensors still carry requires_grad."""
     return torch.from_numpy(np.matmul(a.detach().numpy(), b.detach().numpy()))
 
 
-def _scaled(product: torch.Tensor, alpha: float) -> torch.Tensor:
-    return product if alpha == 1 else product * alpha
-
-
-def _accumulated(base: torch.Tensor, product: torch.Tensor, beta: float, alpha: float) -> torch.Tensor:
-    scaled = _scaled(product, alpha)
-    # beta == 0 ignores base, NaNs included, as BLAS does
-    return scaled if beta == 0 else (base if beta == 1 else base * beta) + scaled
-
-
-def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return _product(a, b)
-
-
-def bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return _product(a, b)
-
-
-def addmm(base: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, beta: float = 1, alpha: float = 1) -> torch.Tensor:
-    return _accumulated(base, _product(a, b), beta, alpha)
-
-
-def baddbmm(base: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, beta: float = 1, alpha: float = 1) -> torch.Tensor:
-    return _accumulated(base, _product(a, b), beta, alpha)
+def _accumulated_product(base: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, beta: float = 1, alpha: float = 1
+                         ) -> torch.Tensor:
+    """addmm and baddbmm: beta * base + alpha * a b, where beta == 0 ignores base, NaNs included, as BLAS does."""
+    product = _product(a, b)
+    if alpha != 1:
+        product = product * alpha
+    return product if beta == 0 else (base if beta == 1 else base * beta) + product
 
 
 def _attention_weights(query: torch.Tensor, key: torch.Tensor, is_causal: bool, scale: float
@@ -101,15 +85,16 @@ def flash_attention_backward(grad: torch.Tensor, query: torch.Tensor, key: torch
 _library: torch.library.Library | None = None
 
 
-def route_matmuls_to_openblas() -> None:
-    """Replace the CPU kernels for the rest of the process (an experiment worker); a second call does nothing."""
+def route_matmuls_if_portable() -> None:
+    """Under numerics = "portable" (the environment says so), replace the CPU kernels for the rest of the process
+    (an experiment worker); otherwise, or when they are replaced already, do nothing."""
     global _library
-    if _library is not None:
+    if _library is not None or os.environ.get(MATMUL_VARIABLE) != "openblas":
         return
     _library = torch.library.Library("aten", "IMPL")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Warning only once for all operators")  # that we override a kernel
-        for name, kernel in (("mm", mm), ("bmm", bmm), ("addmm", addmm), ("baddbmm", baddbmm),
+        for name, kernel in (("mm", _product), ("bmm", _product), ("addmm", _accumulated_product), ("baddbmm", _accumulated_product),
                              ("_scaled_dot_product_flash_attention_for_cpu", flash_attention),
                              ("_scaled_dot_product_flash_attention_for_cpu_backward", flash_attention_backward)):
             _library.impl(name, kernel, "CPU")

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from genreport.errors import BuildError
-from genreport.experiments.blas import MATMUL_VARIABLE, route_matmuls_to_openblas
+from genreport.experiments.blas import route_matmuls_if_portable
 
 PROGRESS_ROW_VARIABLE = "GENREPORT_PROGRESS_ROW"
 
@@ -53,6 +53,17 @@ def ema_update(average: torch.nn.Module, current: torch.nn.Module, rate: float) 
             torch._foreach_copy_(buffers, list(current.buffers()))
 
 
+def r1_penalty(real_scores: torch.Tensor, real: torch.Tensor, gamma: float, every: int = 1, sample_dims: int = 1) -> torch.Tensor:
+    """R1 (Mescheder et al., 2018): gamma / 2 times the squared norm of the score's gradient at each real sample,
+    averaged over the batch and summed over members trained side by side. `real` is (members..., batch, ...) with
+    `sample_dims` dimensions before each sample's own; it must require grad and be what the scores came from.
+    Applied only every `every` steps (lazy R1, Karras et al., 2020), it is scaled up by `every` so its weight stays gamma.
+    """
+    (grad,) = torch.autograd.grad(real_scores.sum(), real, create_graph=True)
+    squared_norms = grad.pow(2).flatten(sample_dims).sum(-1)
+    return gamma * every / 2 * squared_norms.mean(-1).sum()
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -70,8 +81,8 @@ def configure_torch(device: torch.device) -> None:
     # way: docs/profile-2026-12-05.md), and the fills cost 2-5% of the run time.
     torch.utils.deterministic.fill_uninitialized_memory = False
     torch.backends.cudnn.benchmark = device.type == "cuda"
-    if device.type == "cpu" and os.environ.get(MATMUL_VARIABLE) == "openblas":  # numerics = "portable"
-        route_matmuls_to_openblas()
+    if device.type == "cpu":
+        route_matmuls_if_portable()
 
 
 def provenance(config: Any, seed: int, device: torch.device, seconds: float) -> dict[str, Any]:
