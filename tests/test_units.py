@@ -23,6 +23,7 @@ from genreport.build.config import apply_overrides, load
 from genreport.build.figures import registry
 from genreport.errors import BuildError
 from genreport.experiments import project_sources
+from genreport.experiments.common import r1_penalty
 from genreport.grading.check import pdf_text
 from genreport.latex.content import check_characters, check_references, read_text
 
@@ -233,6 +234,20 @@ def test_training_flops_count_forward_and_backward_of_a_linear_layer() -> None:
             layer(torch.randn(4, 10, requires_grad=True)).sum().backward()
     # forward 2*B*in*out, backward twice that (input and weight gradients), for each of 3 steps
     assert flops.total == 3 * 3 * 2 * 4 * 10 * 20
+
+
+def test_r1_penalty_of_a_linear_critic_is_half_gamma_times_its_squared_weight_norm() -> None:
+    # A linear score w.x has gradient w at every sample: the penalty is gamma / 2 |w|^2 per member, times the
+    # lazy interval, whatever the batch; members' penalties add up.
+    weights = torch.tensor([[1.0, 2.0], [3.0, 0.0]])  # two members trained side by side
+    real = torch.randn(2, 5, 2, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    scores = (real * weights[:, None]).sum(-1, keepdim=True)
+    penalty = r1_penalty(scores, real, gamma=0.5, every=4, sample_dims=2)
+    assert torch.isclose(penalty, torch.tensor(0.5 * 4 / 2 * (5.0 + 9.0)))
+    images = torch.randn(3, 1, 2, 2, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+    kernel = torch.arange(4.0).view(1, 1, 2, 2)
+    assert torch.isclose(r1_penalty((images * kernel).flatten(1).sum(1, keepdim=True), images, gamma=1.0),
+                         torch.tensor(0.5 * 14.0))
 
 
 def test_ngram_baseline_on_random_and_periodic_text() -> None:
