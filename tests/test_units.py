@@ -196,8 +196,9 @@ def test_isoflop_runs_spend_the_centre_runs_compute_on_their_neighbours() -> Non
     config = ScalingConfig()
     assert all(CharGPT(65, size, config.context).non_embedding_params() == non_embedding_params(size) for size in config.sizes)
     runs = isoflop_parts(config)
-    assert [run.isoflop_widths for run in runs] == [(16,)] * 4 + [(24,)] * 4
-    assert [run.sizes[0].width for run in runs] == [8, 12, 24, 32, 12, 16, 32, 48]
+    # up to three sizes either side; width 16 has only two below it
+    assert [run.isoflop_widths for run in runs] == [(16,)] * 5 + [(24,)] * 6
+    assert [run.sizes[0].width for run in runs] == [8, 12, 24, 32, 48, 8, 12, 16, 32, 48, 64]
     for run in runs:
         centre = next(size for size in config.sizes if size.width == run.isoflop_widths[0])
         compute = 6 * non_embedding_params(centre) * config.steps() * config.tokens_per_step
@@ -210,7 +211,8 @@ def test_isoflop_runs_spend_the_centre_runs_compute_on_their_neighbours() -> Non
 
     sweep = [part for part in parts(config) if not part.isoflop_widths]
     assert {part.extra_eval_steps for part in sweep if part.sizes[0].width == 32} == {(252, 555)}
-    assert all(part.extra_eval_steps == () for part in sweep if part.sizes[0].width in (8, 12, 16, 64, 96))
+    assert {part.extra_eval_steps for part in sweep if part.sizes[0].width == 48} == {(113, 249)}
+    assert all(part.extra_eval_steps == () for part in sweep if part.sizes[0].width in (8, 12, 16, 96))
 
 
 def test_attention_weights_shown_in_the_figure_are_the_ones_the_model_uses() -> None:
