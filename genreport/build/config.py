@@ -25,6 +25,7 @@ PAGES = (10, 30)
 # the same bits on Intel and AMD machines with AVX2 as far as emulation shows, its matrix products by OpenBLAS;
 # "fast" only on machines of the author's vendor, for about an eighth less run time (docs/numerics.md).
 NUMERICS = ("fast", "portable")
+DEFAULT_NUMERICS = "portable"
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class ReportConfig:
     seed: int
     profiles: dict[str, dict[str, dict[str, Any]]]  # profile -> experiment -> overrides
     source: Path
-    numerics: str = "portable"  # one of NUMERICS
+    numerics: str = DEFAULT_NUMERICS  # one of NUMERICS
     exercises: tuple[Exercise, ...] = ()
     min_references: int = MIN_REFERENCES
     pages: tuple[int, int] = PAGES  # the fewest and most pages the checklist accepts
@@ -142,10 +143,10 @@ def load(path: Path) -> ReportConfig:
     seed = data.get("build", {}).get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise BuildError(f"`seed` must be an integer, not {seed!r}", path=path, line=_line_of(text, "seed"))
-    numerics = data.get("build", {}).get("numerics", "portable")
+    numerics = data.get("build", {}).get("numerics", DEFAULT_NUMERICS)
     if numerics not in NUMERICS:
         raise BuildError(f"`numerics` must be one of {', '.join(map(repr, NUMERICS))}, not {numerics!r}", path=path,
-                         line=_line_of(text, "numerics"), hint="\"portable\" is the default; see docs/numerics.md")
+                         line=_line_of(text, "numerics"), hint=f"\"{DEFAULT_NUMERICS}\" is the default; see docs/numerics.md")
     profiles = data.get("profile", {})
     unknown = set(profiles) - set(PROFILES)
     if unknown:
