@@ -156,7 +156,8 @@ def test_github_readme_has_the_title_block_headings_numbers_and_citations_of_the
     assert {"AIM", "OUTPUT", "RESULT", "References"} <= set(rendered.headings)
     results = {p.stem: json.loads(p.read_text()) for p in (export_project / "build/results").glob("*.json")}
     assert f"{100 * results['vae']['latent_knn_accuracy']:.1f}%" in text
-    assert f"{results['scaling']['fit']['alpha']:.2f}" in text
+    fit = results['scaling']['fit']
+    assert f"{fit['alpha']:.2f} (± {fit['covariance'][2][2] ** 0.5:.2f})" in text  # RESULT's exponent and its error
     # Figures, tables, equations and sections carry the PDF's numbers (report.aux), links to citations too.
     captions = dict(re.findall(r'<span id="(fig:[^"]+)"></span>!\[(?:\\.|[^\]\\])*\]\([^)]*\)\n\n\*\*Figure (\d+):\*\*', markdown))
     assert captions == {label: number for label, number in labels.items() if label.startswith("fig:")}
